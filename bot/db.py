@@ -1,0 +1,61 @@
+"""Database wiring: one Tortoise config for SQLite and PostgreSQL, and the migration runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tortoise import Tortoise
+
+APP_LABEL = "models"
+MODELS_MODULE = "bot.models"
+MIGRATIONS_MODULE = "migrations.models"
+
+
+def normalise_url(database_url: str) -> str:
+    """Make sure the SQLite folder exists and SQLite runs WAL with relaxed fsync."""
+    parts = urlsplit(database_url)
+    if parts.scheme != "sqlite":
+        if parts.scheme == "postgresql":
+            return urlunsplit(("postgres", *parts[1:]))
+        return database_url
+    path = database_url[len("sqlite://") :].split("?", 1)[0]
+    if path not in (":memory:", "") and not path.startswith(":"):
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("journal_mode", "WAL")
+    query.setdefault("synchronous", "NORMAL")
+    query.setdefault("busy_timeout", "5000")
+    return f"sqlite://{path}?{urlencode(query)}"
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": normalise_url(database_url)},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def upgrade(database_url: str, progress: Any = None) -> None:
+    """Apply committed migrations (``migrations/models``); safe to run on every start."""
+    from tortoise.migrations.api import migrate
+
+    await migrate(config=tortoise_config(database_url), progress=progress)
+    await Tortoise.close_connections()
+
+
+async def connect(database_url: str) -> None:
+    await Tortoise.init(config=tortoise_config(database_url))
+
+
+async def close() -> None:
+    await Tortoise.close_connections()

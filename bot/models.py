@@ -1,0 +1,265 @@
+"""Tortoise models: the organisation, the events devices send, and what the bot owes people.
+
+Timestamps are stored in UTC. Ratings are the high-volume table; what a negative needs
+(deadline, comment, message id) lives in ``NegativeCase`` so that inserts stay narrow.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    STAFF = "staff"
+    MANAGER = "manager"
+    QUALITY = "quality"
+    ADMIN = "admin"
+
+
+class RatingValue(StrEnum):
+    GOOD = "good"
+    NEUTRAL = "neutral"
+    BAD = "bad"
+
+
+class ExclusionReason(StrEnum):
+    REPEAT = "repeat"          # the same device pressed again inside the repeat window
+    NO_CLIENT = "no_client"    # presence data says nobody stood at the desk
+    MANUAL = "manual"          # excluded by the quality service (audit trail in excluded_by)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxKind(StrEnum):
+    TEXT = "text"                  # a fixed text (reminder, escalation, alert)
+    CASE_POST = "case_post"        # a negative's message, rendered when sent
+    CASE_REFRESH = "case_refresh"  # re-render a negative's message after a comment
+
+
+class Office(Model):
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=32, unique=True)
+    name = fields.CharField(max_length=200)
+    timezone = fields.CharField(max_length=64, default="Europe/Moscow")
+    working_hours = fields.JSONField(default=dict)
+    language = fields.CharField(max_length=8, default="ru")
+    comment_deadline_minutes = fields.IntField(default=30)
+    staff_chat_id = fields.BigIntField(null=True)
+    manager_chat_id = fields.BigIntField(null=True)
+    review_url = fields.CharField(max_length=500, null=True)
+    post_positive = fields.BooleanField(default=False)
+    hourly_digest = fields.BooleanField(default=False)
+    digest_sent_until = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "office"
+
+
+class Point(Model):
+    id = fields.IntField(primary_key=True)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="points")
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=200)
+
+    class Meta:
+        table = "point"
+        unique_together = (("office", "code"),)
+
+
+class Staff(Model):
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=64, unique=True)
+    name = fields.CharField(max_length=200)
+    role = fields.CharEnumField(Role, max_length=16, default=Role.STAFF)
+    office: fields.ForeignKeyNullableRelation[Office] = fields.ForeignKeyField(
+        "models.Office", related_name="staff", null=True
+    )
+    telegram_id = fields.BigIntField(null=True, unique=True)
+    language = fields.CharField(max_length=8, null=True)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "staff"
+
+
+class RosterEntry(Model):
+    id = fields.IntField(primary_key=True)
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="roster")
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="roster")
+    days = fields.CharField(max_length=64)
+    hours = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "roster_entry"
+
+
+class Device(Model):
+    id = fields.CharField(max_length=100, primary_key=True)
+    kind = fields.CharField(max_length=16)
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="devices")
+    topic = fields.CharField(max_length=200, null=True)
+    actions = fields.JSONField(default=dict)
+    online = fields.BooleanField(null=True)
+    battery = fields.IntField(null=True)
+    last_seen = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "device"
+
+
+class Shift(Model):
+    """Who works at which point now (``ended_at`` is null while the shift is open)."""
+
+    id = fields.IntField(primary_key=True)
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="shifts")
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="shifts")
+    started_at = fields.DatetimeField(db_index=True)
+    ended_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "shift"
+
+
+class Invite(Model):
+    id = fields.IntField(primary_key=True)
+    token = fields.CharField(max_length=64, unique=True)
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="invites")
+    created_by: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="invites_created")
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "invite"
+
+
+class Rating(Model):
+    id = fields.BigIntField(primary_key=True)
+    event_uid = fields.CharField(max_length=200, unique=True)
+    device_id = fields.CharField(max_length=100, db_index=True)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="ratings")
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="ratings")
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="ratings", null=True
+    )
+    value = fields.CharEnumField(RatingValue, max_length=8)
+    ts = fields.DatetimeField(db_index=True)
+    received_at = fields.DatetimeField()
+    ticket = fields.CharField(max_length=32, null=True)
+    excluded_reason = fields.CharEnumField(ExclusionReason, max_length=16, null=True)
+    excluded_by = fields.CharField(max_length=64, null=True)
+
+    class Meta:
+        table = "rating"
+        indexes = (("point_id", "ts"), ("office_id", "ts"))
+
+
+class NegativeCase(Model):
+    """What a negative rating owes: a group message, a comment, a deadline."""
+
+    id = fields.BigIntField(primary_key=True)
+    rating: fields.OneToOneRelation[Rating] = fields.OneToOneField("models.Rating", related_name="case")
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="cases")
+    chat_id = fields.BigIntField(null=True)
+    message_id = fields.BigIntField(null=True)
+    remind_at = fields.DatetimeField(null=True, db_index=True)
+    due_at = fields.DatetimeField(null=True, db_index=True)
+    reminded_at = fields.DatetimeField(null=True)
+    escalated_at = fields.DatetimeField(null=True)
+    overdue = fields.BooleanField(default=False)
+    comment_text = fields.TextField(null=True)
+    comment_voice_file_id = fields.CharField(max_length=200, null=True)
+    comment_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="comments", null=True
+    )
+    commented_at = fields.DatetimeField(null=True)
+    comment_late = fields.BooleanField(null=True)
+
+    class Meta:
+        table = "negative_case"
+        indexes = (("chat_id", "message_id"),)
+
+
+class CommentPrompt(Model):
+    """A «Comment» button press: the ForceReply prompt whose answer becomes the comment."""
+
+    id = fields.BigIntField(primary_key=True)
+    chat_id = fields.BigIntField()
+    message_id = fields.BigIntField()
+    case: fields.ForeignKeyRelation[NegativeCase] = fields.ForeignKeyField("models.NegativeCase", related_name="prompts")
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="prompts")
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "comment_prompt"
+        unique_together = (("chat_id", "message_id"),)
+
+
+class PresenceEvent(Model):
+    id = fields.BigIntField(primary_key=True)
+    event_uid = fields.CharField(max_length=200, unique=True)
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="presence")
+    state = fields.CharField(max_length=8)
+    ticket = fields.CharField(max_length=32, null=True)
+    staff_code = fields.CharField(max_length=64, null=True)
+    ts = fields.DatetimeField()
+
+    class Meta:
+        table = "presence_event"
+        indexes = (("point_id", "ts"),)
+
+
+class DeadLetter(Model):
+    id = fields.BigIntField(primary_key=True)
+    topic = fields.CharField(max_length=500)
+    payload = fields.BinaryField()
+    reason = fields.CharField(max_length=32, db_index=True)
+    detail = fields.TextField()
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "dead_letter"
+
+
+class AnomalyAlert(Model):
+    id = fields.IntField(primary_key=True)
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="alerts")
+    fired_at = fields.DatetimeField()
+    negatives = fields.IntField()
+    total = fields.IntField()
+
+    class Meta:
+        table = "anomaly_alert"
+        indexes = (("point_id", "fired_at"),)
+
+
+class OutboxMessage(Model):
+    """Every message the bot owes Telegram is a row first, and the sender delivers it once."""
+
+    id = fields.BigIntField(primary_key=True)
+    chat_id = fields.BigIntField()
+    kind = fields.CharEnumField(OutboxKind, max_length=16)
+    text = fields.TextField(null=True)
+    reply_markup = fields.JSONField(null=True)
+    reply_to_message_id = fields.BigIntField(null=True)
+    case: fields.ForeignKeyNullableRelation[NegativeCase] = fields.ForeignKeyField(
+        "models.NegativeCase", related_name="outbox", null=True
+    )
+    status = fields.CharEnumField(OutboxStatus, max_length=8, default=OutboxStatus.PENDING)
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    last_error = fields.TextField(null=True)
+    sent_message_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox_message"
+        indexes = (("status", "next_attempt_at"),)

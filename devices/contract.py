@@ -1,0 +1,199 @@
+"""The MQTT side's vocabulary: device configuration, the raw message, the events it yields.
+
+Everything here is plain data with its invariants checked on construction, so an adapter
+bug surfaces as a ``ValueError`` in tests instead of a bad row in the database. Bad *input*
+(what a device sent) is never a ``ValueError``: it is a :class:`PayloadError` with a short
+machine ``reason`` that the ingest loop stores with the message in the dead-letter table.
+
+Event ids (``event_uid``, unique in the database, at most :data:`MAX_UID` characters):
+
+* native rating   ``native:{site}:{device}:{id}`` — the button numbers its own presses, so
+  the id is scoped by the device that sent it (a button moved to another desk keeps counting)
+* native presence ``native:{site}:{point}:{id}`` — a queue terminal / sensor belongs to a point
+  and the payload names no device
+* zigbee2mqtt / Tasmota ``{kind}:{device_id}:{action}:{bucket}`` — these devices send no id;
+  ``bucket`` is the receive time in epoch ms floored to 500 ms, so the device's own duplicate
+  publishes inside one bucket collapse (a pair straddling a bucket edge is left to the
+  repeated-press rule of the domain)
+* Shelly gen2 ``shelly:{device_id}:{component}.{event}:{ts_ms}`` — the device's event time
+* Shelly gen1 ``shelly:{device_id}:input:{n}:{event_cnt}`` — the device's press counter, which
+  is exactly what a reconnect replays
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Final, Literal, TypeAlias, get_args
+
+Kind: TypeAlias = Literal["native", "zigbee2mqtt", "tasmota", "shelly"]
+RatingValue: TypeAlias = Literal["good", "neutral", "bad"]
+PresenceState: TypeAlias = Literal["start", "end"]
+Reason: TypeAlias = Literal[
+    "not_json",
+    "bad_field",
+    "bad_value",
+    "future_ts",
+    "bad_ts",
+    "unknown_device",
+    "unknown_point",
+    "bad_topic",
+    "unknown_action",
+    "too_large",
+]
+
+KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
+RATING_VALUES: Final[frozenset[str]] = frozenset(get_args(RatingValue))
+PRESENCE_STATES: Final[frozenset[str]] = frozenset(get_args(PresenceState))
+REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
+
+MAX_FUTURE: Final = timedelta(minutes=5)
+"""Default tolerance for device clocks running ahead of ours (``max_future_seconds``)."""
+MAX_PAYLOAD: Final = 64 * 1024
+"""No event payload is anywhere near this; bigger ones are misrouted files or abuse."""
+MAX_UID: Final = 200  # Rating.event_uid / PresenceEvent.event_uid column width
+MAX_ID: Final = 100  # device ids and native event ids (Rating.device_id column width)
+MAX_ACTION_KEY: Final = 64
+MAX_TICKET: Final = 32  # PresenceEvent.ticket column width
+MAX_STAFF: Final = 64  # PresenceEvent.staff_code column width
+EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""Device times before this mean an unset clock (epoch 0, or seconds sent as milliseconds)."""
+
+
+class PayloadError(Exception):
+    """A message that cannot become an event; goes to the dead-letter table, never stops the loop."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown PayloadError reason {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason: Reason = reason
+        self.detail = detail
+
+
+def _require_aware_utc(name: str, value: datetime) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _require_uid(uid: str) -> None:
+    if not isinstance(uid, str) or not uid or len(uid) > MAX_UID:
+        raise ValueError(f"event_uid must be 1..{MAX_UID} characters, got {uid!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """One device entry of the org file.
+
+    ``topic`` is the device's own topic: zigbee2mqtt the full friendly-name topic
+    (``zigbee2mqtt/desk2``, default ``zigbee2mqtt/<id>``), Tasmota its ``%topic%`` (default
+    ``<id>``), Shelly the gen2 prefix (default ``<id>``) or ``shellies/<id>`` for gen1. Native
+    devices need none. ``actions`` maps the device's action key to good/neutral/bad.
+    ``point`` is "" only for a native device known solely from its status topic.
+    """
+
+    id: str
+    kind: str  # native | zigbee2mqtt | tasmota | shelly
+    site: str
+    point: str
+    topic: str | None = None
+    actions: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id or len(self.id) > MAX_ID:
+            raise ValueError(f"device id must be 1..{MAX_ID} characters, got {self.id!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"device {self.id}: kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if self.topic is not None and (not self.topic or any(c in self.topic for c in "+#\0")):
+            raise ValueError(f"device {self.id}: topic must be a non-empty topic without wildcards")
+        actions = dict(self.actions)
+        for key, value in actions.items():
+            if not isinstance(key, str) or not key or len(key) > MAX_ACTION_KEY:
+                raise ValueError(f"device {self.id}: action key must be 1..{MAX_ACTION_KEY} characters")
+            if value not in RATING_VALUES:
+                raise ValueError(f"device {self.id}: action {key} must map to good|neutral|bad, got {value!r}")
+        object.__setattr__(self, "actions", MappingProxyType(actions))
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One MQTT message as the ingest loop received it (no client objects: adapters stay pure)."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+    received_at: datetime  # timezone-aware; normalised to UTC
+
+    def __post_init__(self) -> None:
+        if isinstance(self.payload, bytearray | memoryview):
+            object.__setattr__(self, "payload", bytes(self.payload))
+        if not isinstance(self.payload, bytes):
+            raise ValueError("payload must be bytes")
+        object.__setattr__(self, "received_at", _require_aware_utc("received_at", self.received_at))
+
+
+@dataclass(frozen=True, slots=True)
+class RatingEvent:
+    """A customer pressed good / neutral / bad at a point."""
+
+    event_uid: str
+    site: str
+    point: str
+    device_id: str
+    value: str  # good | neutral | bad
+    ts: datetime  # UTC
+
+    def __post_init__(self) -> None:
+        _require_uid(self.event_uid)
+        if self.value not in RATING_VALUES:
+            raise ValueError(f"rating value must be good|neutral|bad, got {self.value!r}")
+        if not self.device_id or len(self.device_id) > MAX_ID:
+            raise ValueError(f"device_id must be 1..{MAX_ID} characters")
+        object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """A client started or stopped being served at a point (queue terminal, presence sensor)."""
+
+    event_uid: str
+    site: str
+    point: str
+    state: str  # start | end
+    ts: datetime  # UTC
+    ticket: str | None = None
+    staff: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_uid(self.event_uid)
+        if self.state not in PRESENCE_STATES:
+            raise ValueError(f"presence state must be start|end, got {self.state!r}")
+        if self.ticket is not None and len(self.ticket) > MAX_TICKET:
+            raise ValueError(f"ticket longer than {MAX_TICKET}")
+        if self.staff is not None and len(self.staff) > MAX_STAFF:
+            raise ValueError(f"staff longer than {MAX_STAFF}")
+        object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """Device health: availability and/or battery; ``None`` means "not said by this message"."""
+
+    site: str | None
+    device_id: str
+    online: bool | None
+    battery: int | None
+    ts: datetime  # UTC, the receive time
+
+    def __post_init__(self) -> None:
+        if not self.device_id or len(self.device_id) > MAX_ID:
+            raise ValueError(f"device_id must be 1..{MAX_ID} characters")
+        if self.battery is not None and not (0 <= self.battery <= 100):
+            raise ValueError(f"battery must be 0..100, got {self.battery}")
+        object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
+
+
+Event: TypeAlias = RatingEvent | PresenceEvent | StatusEvent
