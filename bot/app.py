@@ -1,0 +1,152 @@
+"""The composition root: the only place that builds services, the bot and the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import BotCommand
+
+from bot import db
+from bot.clock import Clock, SystemClock
+from bot.comments import CommentService
+from bot.deadlines import DeadlineScheduler
+from bot.directory import Directory
+from bot.outbox import OutboxSender
+from bot.ratings import RatingService
+from bot.settings import DEFAULT_TELEGRAM_API_URL, Settings
+from bot.staff import StaffService
+from bot.texts import Texts, make_i18n
+from devices.ingest import MqttIngest
+from devices.routing import TopicRouter
+from handlers import admin, common, group_comments, shifts
+from handlers.middlewares import StaffLocaleMiddleware, StaffMiddleware
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_REFRESH_SECONDS = 30.0
+
+
+class DirectoryHolder:
+    """The current org snapshot; rebuilt when something changes it and every 30 s."""
+
+    def __init__(self, root: str) -> None:
+        self._root = root
+        self.directory = Directory()
+        self.router = TopicRouter(root, [], [])
+        self._dirty = asyncio.Event()
+
+    async def reload(self) -> None:
+        directory = await Directory.load()
+        self.router = TopicRouter(self._root, directory.devices, directory.points.keys())
+        self.directory = directory
+
+    def invalidate(self) -> None:
+        self._dirty.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            waiters = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waiters, timeout=DIRECTORY_REFRESH_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            self._dirty.clear()
+            if not stop.is_set():
+                try:
+                    await self.reload()
+                except Exception:
+                    log.exception("reloading the organisation failed; keeping the previous snapshot")
+
+
+def make_bot(settings: Settings) -> Bot:
+    session = None
+    if settings.telegram_api_url != DEFAULT_TELEGRAM_API_URL:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(settings.require_bot_token(), session=session, default=DefaultBotProperties(parse_mode=None))
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    bot: Bot
+    dp: Dispatcher
+    holder: DirectoryHolder
+    ratings: RatingService
+    outbox: OutboxSender
+    scheduler: DeadlineScheduler
+    ingest: MqttIngest
+    staff_service: StaffService
+    comments: CommentService
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Migrate, load the org, then run polling, ingest, outbox and deadlines side by side."""
+        await db.upgrade(self.settings.database_url)
+        await db.connect(self.settings.database_url)
+        if self.settings.org_file is not None:
+            from bot.org import import_org, load_org_file
+
+            report = await import_org(load_org_file(self.settings.org_file))
+            for line in report.lines():
+                log.info("org: %s", line)
+        await self.holder.reload()
+        try:
+            await self.bot.set_my_commands(
+                [BotCommand(command="shift", description="Смена: где я работаю"), BotCommand(command="help", description="Помощь")]
+            )
+        except Exception as exc:  # commands are a nicety; the Bot API may be briefly away
+            log.warning("setMyCommands failed: %s", exc)
+        spawn: Callable[[Awaitable[None], str], asyncio.Task[None]] = lambda coro, name: asyncio.create_task(coro, name=name)  # noqa: E731
+        self.tasks = [
+            spawn(self.holder.run(stop), "directory"),
+            spawn(self.ingest.run(stop), "ingest"),
+            spawn(self.outbox.run(stop), "outbox"),
+            spawn(self.scheduler.run(stop), "deadlines"),
+            spawn(self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False), "polling"),
+        ]
+
+    async def shutdown(self) -> None:
+        """In-flight work finishes: the ingest batch in hand is stored and acknowledged."""
+        try:
+            await self.dp.stop_polling()
+        except RuntimeError:
+            pass
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.bot.session.close()
+        await db.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start(stop)
+        try:
+            await stop.wait()
+        finally:
+            await self.shutdown()
+
+
+def build(settings: Settings, clock: Clock | None = None, bot: Bot | None = None) -> App:
+    clock = clock or SystemClock()
+    i18n = make_i18n(settings.default_language)
+    texts = Texts(i18n)
+    holder = DirectoryHolder(settings.mqtt_topic_root)
+    bot = bot or make_bot(settings)
+    outbox = OutboxSender(bot, settings, clock, texts, lambda: holder.directory)
+    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=outbox.notify)
+    scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, outbox.notify)
+    staff_service = StaffService(clock, on_org_change=holder.invalidate)
+    comments = CommentService(clock, on_outbox=outbox.notify)
+    ingest = MqttIngest(settings, lambda: holder.router, ratings.store_batch, clock)
+
+    dp = Dispatcher(settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts)
+    dp.update.outer_middleware(StaffMiddleware(staff_service))
+    locale = StaffLocaleMiddleware(i18n, settings.default_language)
+    dp.message.middleware(locale)
+    dp.callback_query.middleware(locale)
+    dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
+    return App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments)

@@ -1,0 +1,362 @@
+"""Storing what devices said and deciding what it means: one transaction per ingest batch.
+
+Everything a batch implies — the ratings, who was responsible, which are unreliable, the
+negative cases with their deadlines, the outbox rows that will post them, anomaly alerts —
+is written in the same transaction, so a crash leaves either all of it or none of it, and
+the MQTT acknowledgement that follows the commit can never acknowledge a half-stored event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from bot.clock import Clock
+from bot.directory import Directory, PointInfo
+from bot.models import (
+    AnomalyAlert,
+    DeadLetter,
+    Device,
+    ExclusionReason,
+    NegativeCase,
+    OutboxKind,
+    OutboxMessage,
+    PresenceEvent as PresenceRow,
+    Rating,
+    RatingValue,
+    Shift,
+)
+from bot.settings import Settings
+from bot.texts import Texts
+from devices.contract import InboundMessage, PayloadError, PresenceEvent, RatingEvent, StatusEvent
+
+log = logging.getLogger(__name__)
+
+PRESENCE_LOOKBACK = timedelta(hours=12)
+
+
+@dataclass(slots=True)
+class Received:
+    """One MQTT message after parsing: its events, or why it could not be parsed."""
+
+    message: InboundMessage
+    events: list[RatingEvent | PresenceEvent | StatusEvent] = field(default_factory=list)
+    error: PayloadError | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    ratings: int = 0
+    duplicates: int = 0
+    presence: int = 0
+    statuses: int = 0
+    dead_letters: int = 0
+    negatives: int = 0
+    excluded: int = 0
+    alerts: int = 0
+    outbox_rows: int = 0
+
+
+@dataclass(slots=True)
+class _NewRating:
+    event: RatingEvent
+    point: PointInfo
+    staff_id: int | None = None
+    excluded: ExclusionReason | None = None
+
+
+class RatingService:
+    """Turns parsed device events into rows; called by the ingest loop with a whole batch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        texts: Texts,
+        directory: Callable[[], Directory],
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._texts = texts
+        self._directory = directory
+        self._on_outbox = on_outbox
+        self._repeat_window = timedelta(seconds=settings.repeat_press_seconds)
+        self._grace = timedelta(seconds=settings.presence_grace_seconds)
+
+    async def store_batch(self, batch: Sequence[Received]) -> BatchResult:
+        result = BatchResult()
+        directory = self._directory()
+        now = self._clock.now()
+        ratings: dict[str, RatingEvent] = {}
+        presences: dict[str, PresenceEvent] = {}
+        statuses: list[StatusEvent] = []
+        dead: list[DeadLetter] = []
+        for item in batch:
+            if item.error is not None:
+                dead.append(
+                    DeadLetter(
+                        topic=item.message.topic[:500],
+                        payload=item.message.payload,
+                        reason=item.error.reason,
+                        detail=item.error.detail[:2000],
+                        received_at=item.message.received_at,
+                    )
+                )
+                continue
+            for event in item.events:
+                if isinstance(event, RatingEvent):
+                    ratings.setdefault(event.event_uid, event)
+                elif isinstance(event, PresenceEvent):
+                    presences.setdefault(event.event_uid, event)
+                else:
+                    statuses.append(event)
+
+        async with in_transaction():
+            if dead:
+                await DeadLetter.bulk_create(dead)
+                result.dead_letters = len(dead)
+            if presences:
+                result.presence = await self._store_presence(presences, directory)
+            if statuses:
+                result.statuses = await self._store_statuses(statuses)
+            if ratings:
+                await self._store_ratings(ratings, directory, now, result)
+        if result.outbox_rows:
+            self._on_outbox()
+        return result
+
+    async def _store_presence(self, events: dict[str, PresenceEvent], directory: Directory) -> int:
+        existing = set(
+            await PresenceRow.filter(event_uid__in=list(events)).values_list("event_uid", flat=True)
+        )
+        rows = []
+        for uid, event in events.items():
+            point = directory.points.get((event.site, event.point))
+            if uid in existing or point is None:
+                continue
+            rows.append(
+                PresenceRow(
+                    event_uid=uid, point_id=point.id, state=event.state, ticket=event.ticket,
+                    staff_code=event.staff, ts=event.ts,
+                )
+            )
+        if rows:
+            await PresenceRow.bulk_create(rows)
+        return len(rows)
+
+    async def _store_statuses(self, events: list[StatusEvent]) -> int:
+        latest: dict[str, StatusEvent] = {}
+        for event in events:
+            if event.device_id not in latest or latest[event.device_id].ts <= event.ts:
+                latest[event.device_id] = event
+        for device_id, event in latest.items():
+            changes: dict[str, object] = {"last_seen": event.ts}
+            if event.online is not None:
+                changes["online"] = event.online
+            if event.battery is not None:
+                changes["battery"] = event.battery
+            await Device.filter(id=device_id).update(**changes)
+        return len(latest)
+
+    async def _store_ratings(
+        self, events: dict[str, RatingEvent], directory: Directory, now: datetime, result: BatchResult
+    ) -> None:
+        existing = set(await Rating.filter(event_uid__in=list(events)).values_list("event_uid", flat=True))
+        result.duplicates = len(existing)
+        fresh: list[_NewRating] = []
+        for uid, event in events.items():
+            if uid in existing:
+                continue
+            point = directory.points.get((event.site, event.point))
+            if point is None:  # the org changed under the router: keep the evidence
+                await DeadLetter.create(
+                    topic=f"{event.site}/{event.point}", payload=uid.encode(), reason="unknown_point",
+                    detail=f"point {event.site}/{event.point} is no longer configured", received_at=now,
+                )
+                result.dead_letters += 1
+                continue
+            fresh.append(_NewRating(event, point))
+        if not fresh:
+            return
+        fresh.sort(key=lambda r: r.event.ts)
+        await self._mark_repeats(fresh)
+        await self._resolve_presence_and_staff(fresh, directory)
+        rows = [
+            Rating(
+                event_uid=r.event.event_uid,
+                device_id=r.event.device_id,
+                office_id=r.point.office.id,
+                point_id=r.point.id,
+                staff_id=r.staff_id,
+                value=RatingValue(r.event.value),
+                ts=r.event.ts,
+                received_at=now,
+                excluded_reason=r.excluded,
+            )
+            for r in fresh
+        ]
+        await Rating.bulk_create(rows, batch_size=500)
+        result.ratings = len(rows)
+        result.excluded = sum(1 for r in fresh if r.excluded)
+        await self._open_cases(fresh, directory, now, result)
+        await self._check_anomalies(fresh, directory, now, result)
+
+    async def _mark_repeats(self, fresh: list[_NewRating]) -> None:
+        """A device pressed again inside the window: the first press counts, the rest do not."""
+        if not self._repeat_window:
+            return
+        devices = {r.event.device_id for r in fresh}
+        since = fresh[0].event.ts - self._repeat_window
+        last_press: dict[str, datetime] = {}
+        for device_id, ts in await Rating.filter(device_id__in=list(devices), ts__gte=since).order_by("ts").values_list(
+            "device_id", "ts"
+        ):
+            last_press[device_id] = ts
+        for rating in fresh:
+            previous = last_press.get(rating.event.device_id)
+            if previous is not None and timedelta(0) <= rating.event.ts - previous < self._repeat_window:
+                rating.excluded = ExclusionReason.REPEAT
+            last_press[rating.event.device_id] = rating.event.ts
+
+    async def _resolve_presence_and_staff(self, fresh: list[_NewRating], directory: Directory) -> None:
+        point_ids = list({r.point.id for r in fresh})
+        first, last = fresh[0].event.ts, fresh[-1].event.ts
+        presence: dict[int, list[tuple[datetime, str, str | None]]] = defaultdict(list)
+        for point_id, ts, state, staff_code in await PresenceRow.filter(
+            point_id__in=point_ids, ts__gte=first - PRESENCE_LOOKBACK, ts__lte=last
+        ).order_by("ts").values_list("point_id", "ts", "state", "staff_code"):
+            presence[point_id].append((ts, state, staff_code))
+        shifts: dict[int, list[tuple[datetime, datetime | None, int]]] = defaultdict(list)
+        for point_id, started, ended, staff_id in await Shift.filter(
+            point_id__in=point_ids, started_at__lte=last
+        ).filter(ended_at__isnull=True).values_list("point_id", "started_at", "ended_at", "staff_id"):
+            shifts[point_id].append((started, ended, staff_id))
+        for point_id, started, ended, staff_id in await Shift.filter(
+            point_id__in=point_ids, started_at__lte=last, ended_at__gt=first
+        ).values_list("point_id", "started_at", "ended_at", "staff_id"):
+            shifts[point_id].append((started, ended, staff_id))
+        staff_by_code = {}
+        codes = {code for events in presence.values() for _, _, code in events if code}
+        if codes:
+            from bot.models import Staff
+
+            staff_by_code = dict(await Staff.filter(code__in=list(codes)).values_list("code", "id"))
+
+        for rating in fresh:
+            ts = rating.event.ts
+            last_event = None
+            for event in presence.get(rating.point.id, ()):
+                if event[0] <= ts:
+                    last_event = event
+                else:
+                    break
+            if rating.excluded is None and last_event is not None:
+                if last_event[1] == "end" and ts - last_event[0] > self._grace:
+                    rating.excluded = ExclusionReason.NO_CLIENT
+            rating.staff_id = self._on_shift(shifts.get(rating.point.id, ()), ts)
+            if rating.staff_id is None and last_event is not None and last_event[2]:
+                rating.staff_id = staff_by_code.get(last_event[2])
+            if rating.staff_id is None:
+                rating.staff_id = directory.rostered_staff(rating.point.id, ts)
+
+    @staticmethod
+    def _on_shift(shifts: Sequence[tuple[datetime, datetime | None, int]], ts: datetime) -> int | None:
+        best: tuple[datetime, int] | None = None
+        for started, ended, staff_id in shifts:
+            if started <= ts and (ended is None or ended > ts) and (best is None or started > best[0]):
+                best = (started, staff_id)
+        return best[1] if best else None
+
+    async def _open_cases(self, fresh: list[_NewRating], directory: Directory, now: datetime, result: BatchResult) -> None:
+        """Every negative gets a case and a post; positives only where the office asks."""
+        negatives = [r for r in fresh if r.event.value == "bad"]
+        positives = [r for r in fresh if r.event.value != "bad" and r.point.office.post_positive and not r.excluded]
+        result.negatives = len(negatives)
+        if positives:
+            await OutboxMessage.bulk_create(
+                [
+                    OutboxMessage(
+                        chat_id=r.point.office.staff_chat_id, kind=OutboxKind.TEXT,
+                        text=self._texts.positive(
+                            r.point.office.language, r.point.name, r.event.value, r.event.ts, r.point.office.tz,
+                            directory.staff_names.get(r.staff_id or 0),
+                        ),
+                        next_attempt_at=now, created_at=now,
+                    )
+                    for r in positives
+                    if r.point.office.staff_chat_id
+                ]
+            )
+        if not negatives:
+            return
+        ids = dict(
+            await Rating.filter(event_uid__in=[r.event.event_uid for r in negatives]).values_list("event_uid", "id")
+        )
+        cases = []
+        for r in negatives:
+            office = r.point.office
+            start = max(r.event.ts, now)
+            due = office.hours.add_working_minutes(start, office.deadline_minutes)
+            remind = office.hours.add_working_minutes(start, office.deadline_minutes / 2)
+            cases.append(
+                NegativeCase(
+                    rating_id=ids[r.event.event_uid], office_id=office.id, chat_id=office.staff_chat_id,
+                    remind_at=remind, due_at=due,
+                )
+            )
+        await NegativeCase.bulk_create(cases)
+        case_rows = await NegativeCase.filter(rating_id__in=list(ids.values())).values_list("id", "chat_id")
+        posts = [
+            OutboxMessage(chat_id=chat_id, kind=OutboxKind.CASE_POST, case_id=case_id, next_attempt_at=now, created_at=now)
+            for case_id, chat_id in case_rows
+            if chat_id is not None
+        ]
+        if posts:
+            await OutboxMessage.bulk_create(posts)
+            result.outbox_rows += len(posts)
+        unbound = len(case_rows) - len(posts)
+        if unbound:
+            log.warning("%d negative(s) for offices with no staff group bound: stored, not posted", unbound)
+
+    async def _check_anomalies(self, fresh: list[_NewRating], directory: Directory, now: datetime, result: BatchResult) -> None:
+        """One alert per point per window, when negatives pile up (as HappyOrNot's alerts)."""
+        settings = self._settings
+        window = timedelta(minutes=settings.anomaly_window_minutes)
+        latest: dict[int, _NewRating] = {}
+        for r in fresh:
+            if r.event.value == "bad" and not r.excluded:
+                latest[r.point.id] = r
+        for point_id, r in latest.items():
+            end = r.event.ts
+            counts = dict(
+                await Rating.filter(
+                    point_id=point_id, ts__gt=end - window, ts__lte=end, excluded_reason__isnull=True
+                )
+                .annotate(n=Count("id"))
+                .group_by("value")
+                .values_list("value", "n")
+            )
+            total = sum(counts.values())
+            bad = counts.get(RatingValue.BAD, 0)
+            if total < settings.anomaly_min_ratings or bad / total < settings.anomaly_negative_share:
+                continue
+            if await AnomalyAlert.filter(point_id=point_id, fired_at__gt=end - window).exists():
+                continue
+            await AnomalyAlert.create(point_id=point_id, fired_at=end, negatives=bad, total=total)
+            result.alerts += 1
+            office = r.point.office
+            if office.manager_chat_id:
+                await OutboxMessage.create(
+                    chat_id=office.manager_chat_id, kind=OutboxKind.TEXT,
+                    text=self._texts.anomaly(office.language, office.code, r.point.name, bad, total, settings.anomaly_window_minutes),
+                    next_attempt_at=now, created_at=now,
+                )
+                result.outbox_rows += 1
+
