@@ -114,8 +114,8 @@ class RateLimiter:
                 return
             await asyncio.sleep(1.0 - (now - self._global[0]) + 0.001)
 
-    def record(self, chat_id: int) -> None:
-        now = time.monotonic()
+    def record(self, chat_id: int, at: float | None = None) -> None:
+        now = time.monotonic() if at is None else at
         self._global.append(now)
         if chat_id < 0:
             self._group.setdefault(chat_id, deque()).append(now)
@@ -148,6 +148,7 @@ class OutboxSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; pending rows stay in the table for the next start."""
+        await self._seed_limiter()
         while not stop.is_set():
             try:
                 pause = await self.drain_once()
@@ -161,6 +162,20 @@ class OutboxSender:
             await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _seed_limiter(self) -> None:
+        """A restart must not forget what each group received in the last minute."""
+        since = self._clock.now() - timedelta(seconds=60)
+        rows = await OutboxMessage.filter(status=OutboxStatus.SENT, sent_at__gte=since).values_list(
+            "chat_id", "sent_message_id", "sent_at"
+        )
+        seen: set[tuple[int, int | None]] = set()
+        now_wall, now_mono = self._clock.now(), time.monotonic()
+        for chat_id, message_id, sent_at in sorted(rows, key=lambda r: r[2]):
+            if (chat_id, message_id) in seen:
+                continue
+            seen.add((chat_id, message_id))
+            self.limiter.record(chat_id, at=now_mono - (now_wall - sent_at).total_seconds())
 
     async def drain_once(self) -> float:
         """One round over the chats with due rows; returns how long to wait before the next."""
@@ -224,10 +239,10 @@ class OutboxSender:
                 if head.reply_to_message_id
                 else None
             )
-            self.limiter.record(chat_id)
             message = await self._bot.send_message(
                 chat_id, head.text or "", parse_mode="HTML", reply_parameters=reply, reply_markup=head.reply_markup
             )
+            self.limiter.record(chat_id)
             await self._mark_sent(group, message.message_id)
             return
         if head.kind == OutboxKind.CASE_POST:
@@ -237,8 +252,8 @@ class OutboxSender:
                 await self._fail(group, "case vanished")
                 return
             text, keyboard = self._texts.case_post(self._locale(head, directory), views)
-            self.limiter.record(chat_id)
             message = await self._bot.send_message(chat_id, text, parse_mode="HTML", reply_markup=keyboard)
+            self.limiter.record(chat_id)
             async with in_transaction():
                 await NegativeCase.filter(id__in=case_ids).update(chat_id=chat_id, message_id=message.message_id)
                 await self._mark_sent(group, message.message_id)
@@ -251,10 +266,10 @@ class OutboxSender:
         same_message = await NegativeCase.filter(chat_id=case.chat_id, message_id=case.message_id).values_list("id", flat=True)
         views = await load_case_views(list(same_message), directory)
         text, keyboard = self._texts.case_post(self._locale(head, directory), views)
-        self.limiter.record(chat_id)
         await self._bot.edit_message_text(
             text=text, chat_id=case.chat_id, message_id=case.message_id, parse_mode="HTML", reply_markup=keyboard
         )
+        self.limiter.record(chat_id)
         await self._mark_sent(group, case.message_id)
 
     def _locale(self, row: OutboxMessage, directory: Directory) -> str:

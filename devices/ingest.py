@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Final, cast
+from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import aiomqtt
@@ -64,7 +64,8 @@ def receive_maximum(batch_size: int) -> int:
 
 
 class _Backoff:
-    """Exponential backoff with full jitter in the upper half: 0.5 s, 1 s, 2 s … 30 s."""
+    """Exponential steps 0.5 s, 1 s, 2 s … 30 s; each delay is random in the upper half of its
+    step, so instances that lost the broker together do not come back in lockstep."""
 
     def __init__(self, initial: float, maximum: float) -> None:
         self.initial = initial
@@ -143,7 +144,9 @@ class MqttIngest:
         self._progress_interval = progress_interval
         self._router: TopicRouter | None = None
         self._filters: set[str] = set()
-        self._stop_wait: asyncio.Future[object] | None = None
+        self._stop_wait: asyncio.Future[Any] | None = None
+        self._session_present = False
+        self._had_session = False
 
         self.connected = asyncio.Event()
         self.messages = 0
@@ -152,21 +155,22 @@ class MqttIngest:
         self.dead_letters = 0
         self.batches = 0
         self.store_failures = 0
-        self._started = time.monotonic()
-        self._last_progress = (self._started, 0, 0)  # (when, messages, stored)
+        self._run_start = (time.monotonic(), 0, 0)  # (when, messages, stored) as run() began
+        self._last_progress = self._run_start  # the same as of the last progress line
 
     # ------------------------------------------------------------------ public
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; reconnects on broker trouble, never exits on bad input."""
         target = self._settings.mqtt
-        self._stop_wait = asyncio.ensure_future(stop.wait())
-        self._started = time.monotonic()
-        self._last_progress = (self._started, self.messages, self.stored)
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        self._stop_wait = stop_wait
+        self._run_start = self._last_progress = (time.monotonic(), self.messages, self.stored)
         try:
             while not stop.is_set():
                 try:
                     await self._session(stop)
+                    continue
                 except aiomqtt.MqttError as exc:
                     self.connected.clear()
                     if stop.is_set():
@@ -175,10 +179,16 @@ class MqttIngest:
                     log.warning(
                         "MQTT broker %s:%d: %s; reconnecting in %.1f s", target.host, target.port, exc, delay
                     )
-                    await self._sleep_unless(stop, delay)
+                except Exception:  # a bug or a broken org reload must not end ingestion for good
+                    self.connected.clear()
+                    if stop.is_set():
+                        raise
+                    delay = self._reconnect.delay()
+                    log.exception("MQTT ingest session failed; starting a new one in %.1f s", delay)
+                await self._sleep_unless(stop, delay)
         finally:
             self.connected.clear()
-            self._stop_wait.cancel()
+            stop_wait.cancel()
             self._stop_wait = None
             self._log_progress(final=True)
 
@@ -187,7 +197,7 @@ class MqttIngest:
     def _client(self) -> aiomqtt.Client:
         settings = self._settings
         target = settings.mqtt
-        properties = Properties(PacketTypes.CONNECT)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
         properties.ReceiveMaximum = receive_maximum(self._batch_size)
         client = aiomqtt.Client(
@@ -203,35 +213,57 @@ class MqttIngest:
             tls_context=ssl.create_default_context() if target.tls else None,
             queue_type=_BatchQueue,
         )
+        paho = client._client  # noqa: SLF001
         # paho only sends PUBACK for a QoS 1 message when we call ack(); aiomqtt creates the
         # paho client in __init__ and connects in __aenter__, so this is in time.
-        client._client.manual_ack_set(True)  # noqa: SLF001
+        paho.manual_ack_set(True)
+        on_connect = cast(Callable[..., None], paho.on_connect)
+
+        def remember_session(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+            self._session_present = bool(getattr(flags, "session_present", False))
+            on_connect(c, userdata, flags, reason, properties)
+
+        paho.on_connect = remember_session  # aiomqtt ignores CONNACK's session-present flag
         return client
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One connection: subscribe, then batch → store → ack until stop or disconnect."""
         target = self._settings.mqtt
         client = self._client()
+        self._session_present = False
         async with client:
-            self._router = self._router_provider()
-            self._filters = set()
-            await self._subscribe(client, self._router.subscriptions())
-            self._reconnect.reset()
-            self.connected.set()
-            log.info(
-                "MQTT connected to %s:%d as %r; %d topic filters, receive maximum %d",
-                target.host, target.port, self._settings.mqtt_client_id, len(self._filters),
-                receive_maximum(self._batch_size),
-            )
-            while True:
-                batch = await self._collect(client, stop)
-                if batch:
-                    await self._handle(client, batch, stop)
-                if stop.is_set():
-                    log.info("MQTT ingest stopping: disconnecting from %s:%d", target.host, target.port)
-                    return
-                _raise_if_disconnected(client)
-                await self._follow_router(client)
+            try:
+                self._router = self._router_provider()
+                self._filters = set()
+                await self._subscribe(client, self._router.subscriptions())
+                self._reconnect.reset()
+                self.connected.set()
+                log.info(
+                    "MQTT connected to %s:%d as %r (%s); %d topic filters, receive maximum %d",
+                    target.host, target.port, self._settings.mqtt_client_id,
+                    "session resumed" if self._session_present else "new session",
+                    len(self._filters), receive_maximum(self._batch_size),
+                )
+                if not self._session_present and self._had_session:
+                    log.warning(
+                        "the broker no longer had our session (restarted without persistence, or it "
+                        "expired): events published while we were away are lost"
+                    )
+                self._had_session = True
+                while True:
+                    batch = await self._collect(client, stop)
+                    if batch:
+                        await self._handle(client, batch, stop)
+                    if stop.is_set():
+                        log.info("MQTT ingest stopping: disconnecting from %s:%d", target.host, target.port)
+                        return
+                    _raise_if_disconnected(client)
+                    await self._follow_router(client)
+            finally:
+                self.connected.clear()
+                lost = client._disconnected  # noqa: SLF001
+                if lost.done() and not lost.cancelled():
+                    lost.exception()  # retrieved, so asyncio does not log it as forgotten
 
     async def _subscribe(self, client: aiomqtt.Client, filters: Sequence[str]) -> None:
         group = self._settings.mqtt_shared_group
@@ -304,14 +336,15 @@ class MqttIngest:
         """Until ``ready``, a stop, a lost connection or ``timeout``, whichever comes first."""
         assert self._stop_wait is not None
         try:
-            await asyncio.wait({ready, self._stop_wait, disconnected}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {ready, self._stop_wait, disconnected}
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
 
     def _parse(self, router: TopicRouter, message: aiomqtt.Message) -> Received:
-        inbound = InboundMessage(message.topic.value, message.payload, message.retain, self._clock.now())  # type: ignore[arg-type]
+        inbound = InboundMessage(message.topic.value, message.payload, message.retain, self._clock.now())
         try:
-            return Received(inbound, router.parse(inbound, self._max_future))  # type: ignore[arg-type]
+            return Received(inbound, router.parse(inbound, self._max_future))
         except PayloadError as exc:
             return Received(inbound, error=exc)
         except Exception as exc:  # an adapter bug must not stop the loop: keep the evidence
@@ -371,11 +404,8 @@ class MqttIngest:
 
     def _log_progress(self, final: bool = False) -> None:
         now = time.monotonic()
-        since, messages, stored = self._last_progress
+        since, messages, stored = self._run_start if final else self._last_progress
         elapsed = max(now - since, 1e-9)
-        if final:
-            elapsed = max(now - self._started, 1e-9)
-            messages, stored = 0, 0
         if self.messages == messages and not final:
             return
         log.info(

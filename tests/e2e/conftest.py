@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -48,7 +49,7 @@ class Harness:
         self.org = unique_org(self.tag)
         self.org_path = tmp_path / "org.yaml"
         self.database_url = f"sqlite://{tmp_path}/loyalty.sqlite3"
-        self.apps: list[tuple[App, asyncio.Event]] = []
+        self.apps: list[tuple[App, asyncio.Event, contextvars.Context]] = []
 
     def device(self, kind: str) -> dict[str, Any]:
         return next(d for d in self.org["devices"] if d["kind"] == kind)
@@ -73,13 +74,14 @@ class Harness:
         stop = asyncio.Event()
         await app.start(stop)
         await asyncio.wait_for(app.ingest.connected.wait(), 10)
-        self.apps.append((app, stop))
+        # Tortoise keeps connections in a context variable; teardown runs in another context
+        self.apps.append((app, stop, contextvars.copy_context()))
         return app
 
     async def stop_all(self) -> None:
-        for app, stop in self.apps:
+        for app, stop, context in self.apps:
             stop.set()
-            await app.shutdown()
+            await asyncio.create_task(app.shutdown(), context=context)
         self.apps.clear()
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> None:

@@ -71,7 +71,7 @@ async def eventually(
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.01)
 
 
 def unique_org(tag: str) -> str:
@@ -88,7 +88,7 @@ async def drop_session(client_id: str, port: int = SYSTEM_PORT) -> None:
     with contextlib.suppress(aiomqtt.MqttError):
         async with aiomqtt.Client(
             HOST, port, identifier=client_id, protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
-            properties=Properties(PacketTypes.CONNECT),
+            properties=Properties(PacketTypes.CONNECT),  # type: ignore[no-untyped-call]
         ):
             pass
 
@@ -325,45 +325,89 @@ async def test_a_failed_store_is_not_acknowledged_and_is_retried(world: World) -
 # --------------------------------------------------------------------------- private broker
 
 
-@pytest_asyncio.fixture
-async def private_broker(tmp_path: Path) -> AsyncIterator[int]:
-    """Mosquitto started from the shipped config, on a free port, persisting into tmp_path."""
-    port = free_port()
-    data = tmp_path / "mosquitto"
-    data.mkdir()
-    lines = []
-    for line in BROKER_CONF.read_text(encoding="utf-8").splitlines():
-        if line.startswith("listener "):
-            line = f"listener {port} {HOST}"
-        elif line.startswith("persistence_location "):
-            line = f"persistence_location {data}/"
-        lines.append(line)
-    assert f"listener {port} {HOST}" in lines, "the shipped config must have a `listener` line"
-    if os.geteuid() == 0:
-        lines.append("user root")  # it would switch to `mosquitto`, who cannot write tmp_path
-    conf = data / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    log = (data / "mosquitto.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(conf), stdout=log, stderr=log)
-    try:
+class PrivateBroker:
+    """Mosquitto started from the shipped config, on a free port, persisting into ``data``."""
+
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.data = data
+        self.conf = data / "mosquitto.conf"
+        self.log = data / "mosquitto.log"
+        self._proc: asyncio.subprocess.Process | None = None
+        lines = []
+        for line in BROKER_CONF.read_text(encoding="utf-8").splitlines():
+            if line.startswith("listener "):
+                line = f"listener {self.port} {HOST}"
+            elif line.startswith("persistence_location "):
+                line = f"persistence_location {data}/"
+            lines.append(line)
+        assert f"listener {self.port} {HOST}" in lines, "the shipped config must have a `listener` line"
+        if os.geteuid() == 0:
+            lines.append("user root")  # it would switch to `mosquitto`, who cannot write tmp_path
+        self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._proc = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(self.conf), stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while True:
             try:
-                _, writer = await asyncio.open_connection(HOST, port)
+                _, writer = await asyncio.open_connection(HOST, self.port)
                 writer.close()
-                break
+                return
             except OSError:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"mosquitto did not start: {(data / 'mosquitto.log').read_text(errors='replace')}"
-                    ) from None
+                if self._proc.returncode is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"mosquitto did not start: {self.log.read_text(errors='replace')}") from None
                 await asyncio.sleep(0.05)
-        yield port
+
+    async def stop(self) -> None:
+        """SIGTERM: a clean shutdown, which writes the persistence file."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await asyncio.wait_for(self._proc.wait(), 10)
+
+
+@pytest_asyncio.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[PrivateBroker]:
+    data = tmp_path / "mosquitto"
+    data.mkdir()
+    private = PrivateBroker(data)
+    await private.start()
+    try:
+        yield private
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
-        log.close()
+        await private.stop()
+
+
+# --------------------------------------------------------------------------- 5
+
+
+@pytest.mark.slow
+async def test_broker_restarts_reconnect_and_the_queue_survives_qos0_included(world: World, broker: PrivateBroker) -> None:
+    """The shipped config's promises: persistence keeps the offline session's queue across a
+    broker restart, QoS 0 events (Tasmota, ESPHome) are queued too; and the ingest loop
+    reconnects by itself when the broker goes away under it."""
+    world.with_port(broker.port)
+    async with running(world.ingest()) as ingest:
+        async with publisher(broker.port) as pub:
+            await publish_many(pub, ratings_payloads(world.root, "before-", 50))
+        await eventually(lambda: ingest.messages >= 50, what="50 stored before the broker restart")
+        await broker.stop()
+        await eventually(lambda: not ingest.connected.is_set(), what="the loss noticed")
+        await broker.start()
+        await eventually(lambda: ingest.connected.is_set(), what="the reconnect")
+
+    async with publisher(broker.port) as pub:  # the service is down now
+        await publish_many(pub, ratings_payloads(world.root, "qos0-", 50), qos=0)
+        await publish_many(pub, ratings_payloads(world.root, "qos1-", 50), qos=1)
+    await broker.stop()  # and the broker restarts too before the service is back
+    await broker.start()
+
+    async with running(world.ingest()) as ingest:
+        await eventually(lambda: ingest.messages >= 100, what="the 100 queued events")
+    assert await rating_count("before-") == 50
+    assert await rating_count("qos0-") == 50
+    assert await rating_count("qos1-") == 50
 
 
 # --------------------------------------------------------------------------- 4b
@@ -450,7 +494,8 @@ def sqlite_count(path: Path, prefix: str) -> int:
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(world: World, private_broker: int, tmp_path: Path) -> None:
+async def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(world: World, broker: PrivateBroker, tmp_path: Path) -> None:
+    private_broker = broker.port
     await bot.db.close()  # the child owns the writes; this process only counts with sqlite3
     script = tmp_path / "ingest_child.py"
     script.write_text(CHILD, encoding="utf-8")
@@ -463,10 +508,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(world: W
         await go(child, script)
         async with publisher(private_broker) as pub:
             await publish_many(pub, payloads)
-            deadline = time.monotonic() + 20
-            while sqlite_count(world.db_path, "crash-") < 200:
-                assert time.monotonic() < deadline, "the child stored nothing"
-                await asyncio.sleep(0.005)
+            await eventually(lambda: sqlite_count(world.db_path, "crash-") >= 200, 20, "the first 200 stored")
             child.send_signal(signal.SIGKILL)
             await child.wait()
         at_kill = sqlite_count(world.db_path, "crash-")
@@ -474,10 +516,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(world: W
 
         child = successor
         await go(child, script)
-        deadline = time.monotonic() + 20
-        while sqlite_count(world.db_path, "crash-") < n:
-            assert time.monotonic() < deadline, f"only {sqlite_count(world.db_path, 'crash-')} of {n} stored"
-            await asyncio.sleep(0.02)
+        await eventually(lambda: sqlite_count(world.db_path, "crash-") >= n, 20, f"all {n} stored after the restart")
         child.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(child.wait(), 15) == 0
     finally:
@@ -497,8 +536,9 @@ async def test_sigkill_mid_batch_loses_nothing_and_stores_nothing_twice(world: W
 
 
 @pytest.mark.slow
-async def test_throughput_of_a_backlog(world: World, private_broker: int) -> None:
+async def test_throughput_of_a_backlog(world: World, broker: PrivateBroker) -> None:
     """5,000 ratings queued while the service is down, then drained: end-to-end rate on SQLite."""
+    private_broker = broker.port
     world.with_port(private_broker)
     world.settings = world.settings.model_copy(update={"ingest_batch_size": 500})
     async with running(world.ingest()):
