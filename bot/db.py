@@ -31,12 +31,15 @@ def normalise_url(database_url: str) -> str:
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:
+    # Tortoise caches prepared SQL per connection name: one name per dialect keeps a process
+    # that talks to SQLite and then PostgreSQL (the test suite) from reusing the wrong SQL.
+    connection = "sqlite" if database_url.startswith("sqlite") else "postgres"
     return {
-        "connections": {"default": normalise_url(database_url)},
+        "connections": {connection: normalise_url(database_url)},
         "apps": {
             APP_LABEL: {
                 "models": [MODELS_MODULE],
-                "default_connection": "default",
+                "default_connection": connection,
                 "migrations": MIGRATIONS_MODULE,
             }
         },

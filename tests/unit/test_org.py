@@ -47,7 +47,7 @@ def problems_of(text: str) -> list[str]:
 
 
 async def total_changes() -> int:
-    rows = await connections.get("default").execute_query_dict("SELECT total_changes() AS n")
+    rows = await connections.get("sqlite").execute_query_dict("SELECT total_changes() AS n")
     return int(rows[0]["n"])
 
 
