@@ -75,11 +75,11 @@ def make_bot(settings: Settings) -> Bot:
 class App:
     settings: Settings
     clock: Clock
-    bot: Bot
+    bot: Bot | None  # None without BOT_TOKEN: events are stored, messages wait in the outbox
     dp: Dispatcher
     holder: DirectoryHolder
     ratings: RatingService
-    outbox: OutboxSender
+    outbox: OutboxSender | None
     scheduler: DeadlineScheduler
     ingest: MqttIngest
     staff_service: StaffService
@@ -97,29 +97,37 @@ class App:
             for line in report.lines():
                 log.info("org: %s", line)
         await self.holder.reload()
+        spawn: Callable[[Awaitable[None], str], asyncio.Task[None]] = lambda coro, name: asyncio.create_task(coro, name=name)  # noqa: E731
+        self.tasks = [
+            spawn(self.holder.run(stop), "directory"),
+            spawn(self.ingest.run(stop), "ingest"),
+            spawn(self.scheduler.run(stop), "deadlines"),
+        ]
+        if self.bot is None:
+            log.warning("BOT_TOKEN is not set: Telegram is off; events are stored and messages wait in the outbox")
+            return
         try:
             await self.bot.set_my_commands(
                 [BotCommand(command="shift", description="Смена: где я работаю"), BotCommand(command="help", description="Помощь")]
             )
         except Exception as exc:  # commands are a nicety; the Bot API may be briefly away
             log.warning("setMyCommands failed: %s", exc)
-        spawn: Callable[[Awaitable[None], str], asyncio.Task[None]] = lambda coro, name: asyncio.create_task(coro, name=name)  # noqa: E731
-        self.tasks = [
-            spawn(self.holder.run(stop), "directory"),
-            spawn(self.ingest.run(stop), "ingest"),
+        assert self.outbox is not None
+        self.tasks += [
             spawn(self.outbox.run(stop), "outbox"),
-            spawn(self.scheduler.run(stop), "deadlines"),
             spawn(self.dp.start_polling(self.bot, handle_signals=False, close_bot_session=False), "polling"),
         ]
 
     async def shutdown(self) -> None:
         """In-flight work finishes: the ingest batch in hand is stored and acknowledged."""
-        try:
-            await self.dp.stop_polling()
-        except RuntimeError:
-            pass
+        if self.bot is not None:
+            try:
+                await self.dp.stop_polling()
+            except RuntimeError:
+                pass
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.bot.session.close()
+        if self.bot is not None:
+            await self.bot.session.close()
         await db.close()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -135,12 +143,14 @@ def build(settings: Settings, clock: Clock | None = None, bot: Bot | None = None
     i18n = make_i18n(settings.default_language)
     texts = Texts(i18n)
     holder = DirectoryHolder(settings.mqtt_topic_root)
-    bot = bot or make_bot(settings)
-    outbox = OutboxSender(bot, settings, clock, texts, lambda: holder.directory)
-    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=outbox.notify)
-    scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, outbox.notify)
+    if bot is None and settings.bot_token is not None:
+        bot = make_bot(settings)
+    outbox = OutboxSender(bot, settings, clock, texts, lambda: holder.directory) if bot is not None else None
+    notify = outbox.notify if outbox is not None else (lambda: None)
+    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify)
+    scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, notify)
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
-    comments = CommentService(clock, on_outbox=outbox.notify)
+    comments = CommentService(clock, on_outbox=notify)
     ingest = MqttIngest(settings, lambda: holder.router, ratings.store_batch, clock)
 
     dp = Dispatcher(settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts)

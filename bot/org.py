@@ -108,6 +108,7 @@ class OrgDefaults(_OrgModel):
     language: Language = "ru"
     comment_deadline_minutes: int = Field(default=30, gt=0, le=7 * 24 * 60)
     post_positive: bool = False
+    hourly_digest: bool = False
 
 
 class OrgPoint(_OrgModel):
@@ -126,6 +127,7 @@ class OrgOffice(_OrgModel):
     language: Language | None = None
     comment_deadline_minutes: int | None = Field(default=None, gt=0, le=7 * 24 * 60)
     post_positive: bool | None = None
+    hourly_digest: bool | None = None
     points: list[OrgPoint] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -553,6 +555,7 @@ async def import_org(org: OrgFile, connection_name: str | None = None) -> Import
                     o.comment_deadline_minutes or d.comment_deadline_minutes,
                 ),
                 "post_positive": ("post_positive", d.post_positive if o.post_positive is None else o.post_positive),
+                "hourly_digest": ("hourly_digest", d.hourly_digest if o.hourly_digest is None else o.hourly_digest),
             }
             _kept_unless_set(o, "staff_chat", "staff_chat_id", o.staff_chat, desired)
             _kept_unless_set(o, "manager_chat", "manager_chat_id", o.manager_chat, desired)
