@@ -96,3 +96,21 @@ async def test_comment_button_prompts_and_the_answer_is_stored(harness: Harness)
         what="post edited",
     )
     assert await OutboxMessage.filter(status=OutboxStatus.FAILED).count() == 0
+
+
+async def test_voice_reply_is_stored_as_the_comment(harness: Harness) -> None:
+    emu = harness.emulator
+    await harness.start()
+    native = harness.device("native")
+    await harness.publish(f"{harness.root}/MSK-1/W2/rating", native_rating("v-1", "bad", native["id"]))
+    post = await emu.wait_for_bot_message(STAFF_CHAT, contains="Негативная оценка")
+    assert "Сотрудник: не определён" in post["text"]  # nobody on shift, no roster at W2 now
+    voice = b"OggS" + bytes(200)
+    await emu.user_voice(STAFF_CHAT, 5003, voice, duration=4, reply_to_message_id=post["message_id"])
+    edited = await emu.wait_for(
+        lambda: (m := emu.message(STAFF_CHAT, post["message_id"])) and "голосовое сообщение" in m["text"] and m
+    )
+    assert "Комментарий (Павел Сидоров" in edited["text"]
+    case = await NegativeCase.get(message_id=post["message_id"])
+    assert case.comment_voice_file_id and case.comment_text is None
+    assert emu.file_bytes(case.comment_voice_file_id) == voice

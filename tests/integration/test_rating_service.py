@@ -129,3 +129,38 @@ async def test_late_comment_is_recorded_as_late(service: RatingService) -> None:
     stored = await NegativeCase.get(id=case.id)
     assert stored.comment_late is True and stored.comment_text == "Клиент ушёл до ответа"
     assert await OutboxMessage.filter(kind=OutboxKind.CASE_REFRESH).count() == 1  # the card will show it
+
+
+async def test_positive_ratings_are_posted_only_where_the_office_asks(service: RatingService) -> None:
+    from bot.models import Office
+
+    await service.store_batch([rating("p1", "good", TUE_1200)])
+    assert await OutboxMessage.filter(kind=OutboxKind.TEXT).count() == 0
+    await Office.filter(code="MSK-1").update(post_positive=True)
+    directory = await Directory.load()
+    service._directory = lambda: directory  # type: ignore[method-assign]
+    await service.store_batch([rating("p2", "neutral", TUE_1200 + timedelta(minutes=1), device="b2")])
+    posts = await OutboxMessage.filter(kind=OutboxKind.TEXT)
+    assert len(posts) == 1
+    assert posts[0].chat_id == -1001000000001
+    assert posts[0].text == "🟡 нейтрально · Окно 1 · Анна Иванова · 12:01"
+
+
+async def test_hourly_digest_counts_the_last_hour_once(service: RatingService) -> None:
+    from bot.deadlines import DeadlineScheduler
+    from bot.models import Office
+
+    await Office.filter(code="MSK-1").update(hourly_digest=True, language="en")
+    directory = await Directory.load()
+    service._directory = lambda: directory  # type: ignore[method-assign]
+    await service.store_batch(
+        [rating(str(i), v, TUE_1200 + timedelta(minutes=5 * i), device=f"d{i}") for i, v in enumerate(["good", "good", "bad", "neutral"])]
+    )
+    clock = service.clock  # type: ignore[attr-defined]
+    clock.set(TUE_1200 + timedelta(hours=1, minutes=2))
+    scheduler = DeadlineScheduler(clock, Texts(make_i18n()), lambda: directory, 15)
+    first = await scheduler.run_once()
+    second = await scheduler.run_once()
+    assert (first.digests, second.digests) == (1, 0)
+    digest = await OutboxMessage.get(kind=OutboxKind.TEXT, chat_id=-1001000000001)
+    assert digest.text == "MSK-1, 12:00–13:00: 🟢 2 · 🟡 1 · 🔴 1"
