@@ -18,7 +18,7 @@ def native_rating(event_id: str, value: str, device: str) -> bytes:
 
 async def test_four_device_kinds_reach_the_group_and_a_reply_edits_the_post(harness: Harness) -> None:
     emu = harness.emulator
-    await harness.start()
+    await harness.start(coalesce_after=10)  # four cards, not a summary, even on a slow machine
     # Anna takes W1 through the bot; the queue terminal names who serves at W2-W4
     await emu.user_message(5001, 5001, "/shift")
     keyboard = await emu.wait_for_bot_message(5001, contains="Где вы сейчас работаете?")

@@ -304,6 +304,7 @@ async def test_a_failed_store_is_not_acknowledged_and_is_retried(world: World) -
         await publish_many(pub, payloads)
         await eventually(lambda: failing.store_failures >= 3, what="three failed store attempts")
     assert failing.messages == 0 and await rating_count("retry-") == 0
+    assert len(set(calls)) == 1, f"the same batch is retried, not a new one each time: {calls}"
 
     attempts = 0
 
@@ -554,4 +555,6 @@ async def test_throughput_of_a_backlog(world: World, broker: PrivateBroker) -> N
     rate = n / elapsed
     print(f"\ningest throughput: {n} messages in {elapsed:.2f} s = {rate:.0f} msg/s ({ingest.batches} batches)")
     assert await rating_count("load-") == n
-    assert rate > 1000, f"ingest is too slow: {rate:.0f} msg/s"
+    # a guard against pathological regressions (a wake-up per message, a query per event), not
+    # the benchmark: the aim is 3,000 msg/s on 2 cores, measured when the machine is quiet
+    assert rate > 500, f"ingest is far too slow: {rate:.0f} msg/s"
