@@ -37,7 +37,16 @@ class OutboxStatus(StrEnum):
     FAILED = "failed"
 
 
+class SpeechStatus(StrEnum):
+    WAITING = "waiting"      # the audio around the press may still arrive (recorders upload late)
+    PENDING = "pending"      # audio cut, transcript to do
+    DONE = "done"
+    NO_AUDIO = "no_audio"    # nothing recorded around the press
+    FAILED = "failed"        # failed three times, and the group was told
+
+
 class OutboxKind(StrEnum):
+    VOICE = "voice"                # an audio file (file_path), e.g. a negative's snippet
     TEXT = "text"                  # a fixed text (reminder, escalation, alert)
     CASE_POST = "case_post"        # a negative's message, rendered when sent
     CASE_REFRESH = "case_refresh"  # re-render a negative's message after a comment
@@ -181,10 +190,42 @@ class NegativeCase(Model):
     )
     commented_at = fields.DatetimeField(null=True)
     comment_late = fields.BooleanField(null=True)
+    comment_transcript = fields.TextField(null=True)
+    speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
+    speech_next_at = fields.DatetimeField(null=True)
+    speech_attempts = fields.IntField(default=0)
+    speech_error = fields.TextField(null=True)
+    snippet_path = fields.CharField(max_length=500, null=True)
+    snippet_seconds = fields.FloatField(null=True)
+    snippet_gaps = fields.JSONField(null=True)
+    transcript = fields.TextField(null=True)
+    transcript_segments = fields.JSONField(null=True)
+    rule_hits = fields.JSONField(null=True)
 
     class Meta:
         table = "negative_case"
         indexes = (("chat_id", "message_id"),)
+
+
+class AudioSegment(Model):
+    """One stored piece of a desk recording (the file itself lives in the segment store on disk)."""
+
+    id = fields.BigIntField(primary_key=True)
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="audio")
+    started_at = fields.DatetimeField()
+    ended_at = fields.DatetimeField()
+    path = fields.CharField(max_length=500)
+    codec = fields.CharField(max_length=16)
+    size_bytes = fields.BigIntField()
+    digest = fields.CharField(max_length=64)
+    source = fields.CharField(max_length=8, default="mqtt")
+    received_at = fields.DatetimeField()
+    keep_until = fields.DatetimeField(null=True, db_index=True)
+
+    class Meta:
+        table = "audio_segment"
+        unique_together = (("point", "started_at", "digest"),)
+        indexes = (("point_id", "started_at"), ("point_id", "ended_at"))
 
 
 class CommentPrompt(Model):
@@ -249,6 +290,8 @@ class OutboxMessage(Model):
     text = fields.TextField(null=True)
     reply_markup = fields.JSONField(null=True)
     reply_to_message_id = fields.BigIntField(null=True)
+    file_path = fields.CharField(max_length=500, null=True)
+    file_seconds = fields.FloatField(null=True)
     case: fields.ForeignKeyNullableRelation[NegativeCase] = fields.ForeignKeyField(
         "models.NegativeCase", related_name="outbox", null=True
     )
