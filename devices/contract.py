@@ -196,4 +196,21 @@ class StatusEvent:
         object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
 
 
-Event: TypeAlias = RatingEvent | PresenceEvent | StatusEvent
+@dataclass(frozen=True, slots=True)
+class AudioEvent:
+    """One segment of a desk recording: the bytes are checked and stored by the speech side."""
+
+    site: str
+    point: str
+    started_at: datetime  # UTC, from the topic's start_epoch_ms
+    payload: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.started_at.tzinfo is None:
+            raise ValueError("started_at must be timezone-aware")
+
+
+MAX_AUDIO_PAYLOAD: Final = 1024 * 1024
+"""Audio over MQTT stays well under brokers' packet limits; longer recordings go over HTTP."""
+
+Event: TypeAlias = RatingEvent | PresenceEvent | StatusEvent | AudioEvent

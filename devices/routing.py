@@ -8,7 +8,7 @@ stay ignorant of the org; the ingest loop stays ignorant of topic shapes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from devices.adapters import (
@@ -23,7 +23,9 @@ from devices.adapters import (
 from devices.contract import (
     MAX_FUTURE,
     MAX_ID,
+    MAX_AUDIO_PAYLOAD,
     MAX_PAYLOAD,
+    AudioEvent,
     DeviceConfig,
     Event,
     InboundMessage,
@@ -77,7 +79,7 @@ class TopicRouter:
         self._native: dict[tuple[str, str], DeviceConfig] = {}
         self._exact: dict[str, DeviceConfig] = {}
         self._gen1: dict[str, DeviceConfig] = {}
-        self._filters: list[str] = [f"{root}/+/+/{leaf}" for leaf in NATIVE_LEAVES]
+        self._filters: list[str] = [f"{root}/+/+/{leaf}" for leaf in NATIVE_LEAVES] + [f"{root}/+/+/audio/+"]
         for device in devices:
             self._add(device)
 
@@ -110,9 +112,11 @@ class TopicRouter:
 
     def parse(self, msg: InboundMessage, max_future: timedelta = MAX_FUTURE) -> list[Event]:
         """Events in ``msg`` (possibly none); ``PayloadError`` when it belongs in the dead letters."""
+        topic = msg.topic
+        if topic.startswith(self._native_prefix) and topic.count("/") == self._native_prefix.count("/") + 3:
+            return self._parse_audio(msg, topic[len(self._native_prefix) :], max_future)
         if len(msg.payload) > MAX_PAYLOAD:
             raise PayloadError("too_large", f"{len(msg.payload)} bytes, the limit is {MAX_PAYLOAD}")
-        topic = msg.topic
         device = self._exact.get(topic)
         if device is not None:
             return self._on_known_points(ADAPTERS[device.kind](msg, device, max_future))
@@ -146,6 +150,26 @@ class TopicRouter:
         if leaf == "rating":
             return parse_native_rating(msg, endpoint, max_future)
         return parse_native_presence(msg, endpoint, max_future)
+
+    def _parse_audio(self, msg: InboundMessage, rest: str, max_future: timedelta) -> list[Event]:
+        """``{site}/{point}/audio/{start_epoch_ms}``: the payload is checked by the speech side."""
+        site, point, leaf, start = rest.split("/")
+        if leaf != "audio":
+            raise PayloadError("bad_topic", f"{msg.topic[:200]!r} is not {self.root}/<site>/<point>/audio/<start_ms>")
+        if msg.retained:
+            return []
+        if (site, point) not in self._endpoints:
+            raise PayloadError("unknown_point", f"point {site[:64]}/{point[:64]} is not in the org")
+        if not start.isascii() or not start.isdigit() or len(start) > 15:
+            raise PayloadError("bad_ts", f"start {start[:32]!r} is not epoch milliseconds")
+        started_at = datetime.fromtimestamp(int(start) / 1000, UTC)
+        if started_at > msg.received_at + max_future or started_at.year < 2000:
+            raise PayloadError("future_ts" if started_at.year >= 2000 else "bad_ts", f"segment start {started_at.isoformat()} is implausible")
+        if len(msg.payload) > MAX_AUDIO_PAYLOAD:
+            raise PayloadError("too_large", f"{len(msg.payload)} bytes of audio, the MQTT limit is {MAX_AUDIO_PAYLOAD}; upload over HTTP")
+        if not msg.payload:
+            raise PayloadError("bad_value", "empty audio segment")
+        return [AudioEvent(site, point, started_at, msg.payload)]
 
     def _on_known_points(self, events: list[Event]) -> list[Event]:
         for event in events:

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices.contract import (
+    AudioEvent,
     EARLIEST_TS,
     MAX_FUTURE,
     MAX_PAYLOAD,
@@ -70,6 +71,7 @@ def test_subscriptions_are_native_wildcards_plus_exact_device_topics() -> None:
         "loyalty/v1/+/+/rating",
         "loyalty/v1/+/+/presence",
         "loyalty/v1/+/+/status",
+        "loyalty/v1/+/+/audio/+",
         "zigbee2mqtt/desk2",
         "zigbee2mqtt/desk2/availability",
         "stat/desk3/RESULT",
@@ -184,7 +186,7 @@ def test_shelly_gen2(router: TopicRouter) -> None:
 @pytest.mark.parametrize(
     ("topic", "expected"),
     [
-        ("loyalty/v1/MSK-1/W1/audio/1741597199000", "bad_topic"),
+        ("loyalty/v1/MSK-1/W1/video/1741597199000", "bad_topic"),
         ("loyalty/v1/MSK-1/W1/rating/extra", "bad_topic"),
         ("loyalty/v1/MSK-1/W1/ratings", "bad_topic"),
         ("somewhere/else", "bad_topic"),
@@ -430,3 +432,14 @@ def test_status_time_is_the_receive_time_in_utc(router: TopicRouter) -> None:
     )
     [event] = router.parse(local)
     assert event.ts == NOW and event.ts.tzinfo is UTC
+
+
+def test_audio_segments_are_routed_with_their_start_time(router: TopicRouter) -> None:
+    start_ms = int(NOW.timestamp() * 1000) - 60_000
+    [event] = router.parse(msg(f"loyalty/v1/MSK-1/W1/audio/{start_ms}", b"OggS" + bytes(100_000)))
+    assert isinstance(event, AudioEvent)
+    assert (event.site, event.point, int(event.started_at.timestamp() * 1000)) == ("MSK-1", "W1", start_ms)
+    assert reason(router, f"loyalty/v1/NOPE/W1/audio/{start_ms}", b"x") == "unknown_point"
+    assert reason(router, "loyalty/v1/MSK-1/W1/audio/yesterday", b"x") == "bad_ts"
+    assert reason(router, f"loyalty/v1/MSK-1/W1/audio/{start_ms + 3_600_000}", b"x") == "future_ts"
+    assert reason(router, f"loyalty/v1/MSK-1/W1/audio/{start_ms}", bytes(2_000_000)) == "too_large"
