@@ -13,7 +13,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand
 
+from datetime import timedelta
+
 from bot import db
+from bot.audio import AudioService
+from bot.speech_service import SpeechService
+from speech.store import SegmentStore
+from speech.transcriber import Transcriber, WhisperTranscriber
 from bot.clock import Clock, SystemClock
 from bot.comments import CommentService
 from bot.deadlines import DeadlineScheduler
@@ -84,6 +90,7 @@ class App:
     ingest: MqttIngest
     staff_service: StaffService
     comments: CommentService
+    speech: SpeechService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, stop: asyncio.Event) -> None:
@@ -102,6 +109,7 @@ class App:
             spawn(self.holder.run(stop), "directory"),
             spawn(self.ingest.run(stop), "ingest"),
             spawn(self.scheduler.run(stop), "deadlines"),
+            spawn(self.speech.run(stop), "speech"),
         ]
         if self.bot is None:
             log.warning("BOT_TOKEN is not set: Telegram is off; events are stored and messages wait in the outbox")
@@ -126,6 +134,7 @@ class App:
             except RuntimeError:
                 pass
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.speech.aclose()
         if self.bot is not None:
             await self.bot.session.close()
         await db.close()
@@ -138,7 +147,15 @@ class App:
             await self.shutdown()
 
 
-def build(settings: Settings, clock: Clock | None = None, bot: Bot | None = None) -> App:
+def make_transcriber(settings: Settings) -> WhisperTranscriber:
+    return WhisperTranscriber(
+        settings.whisper_model, settings.whisper_cache_dir, cpu_threads=settings.whisper_threads, vad=settings.whisper_vad
+    )
+
+
+def build(
+    settings: Settings, clock: Clock | None = None, bot: Bot | None = None, transcriber: Transcriber | None = None
+) -> App:
     clock = clock or SystemClock()
     i18n = make_i18n(settings.default_language)
     texts = Texts(i18n)
@@ -147,11 +164,15 @@ def build(settings: Settings, clock: Clock | None = None, bot: Bot | None = None
         bot = make_bot(settings)
     outbox = OutboxSender(bot, settings, clock, texts, lambda: holder.directory) if bot is not None else None
     notify = outbox.notify if outbox is not None else (lambda: None)
-    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify)
+    audio = AudioService(
+        SegmentStore(settings.audio_dir), clock, lambda: holder.directory, timedelta(hours=settings.audio_retention_hours)
+    )
+    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify, audio=audio)
     scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, notify)
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
     comments = CommentService(clock, on_outbox=notify)
     ingest = MqttIngest(settings, lambda: holder.router, ratings.store_batch, clock)
+    speech = SpeechService(settings, clock, texts, lambda: holder.directory, audio, transcriber or make_transcriber(settings), notify)
 
     dp = Dispatcher(settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts)
     dp.update.outer_middleware(StaffMiddleware(staff_service))
@@ -159,4 +180,4 @@ def build(settings: Settings, clock: Clock | None = None, bot: Bot | None = None
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
     dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
-    return App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments)
+    return App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech)

@@ -26,7 +26,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import ReplyParameters
+from aiogram.types import FSInputFile, ReplyParameters
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock
@@ -241,6 +241,19 @@ class OutboxSender:
             )
             message = await self._bot.send_message(
                 chat_id, head.text or "", parse_mode="HTML", reply_parameters=reply, reply_markup=head.reply_markup
+            )
+            self.limiter.record(chat_id)
+            await self._mark_sent(group, message.message_id)
+            return
+        if head.kind == OutboxKind.VOICE:
+            reply = (
+                ReplyParameters(message_id=head.reply_to_message_id, allow_sending_without_reply=True)
+                if head.reply_to_message_id
+                else None
+            )
+            message = await self._bot.send_voice(
+                chat_id, FSInputFile(head.file_path or ""), duration=round(head.file_seconds or 0) or None,
+                caption=(head.text or "")[:1024] or None, parse_mode="HTML", reply_parameters=reply,
             )
             self.limiter.record(chat_id)
             await self._mark_sent(group, message.message_id)

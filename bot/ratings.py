@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
+from bot.audio import AudioService
 from bot.clock import Clock
 from bot.directory import Directory, PointInfo
 from bot.models import (
@@ -31,10 +32,11 @@ from bot.models import (
     Rating,
     RatingValue,
     Shift,
+    SpeechStatus,
 )
 from bot.settings import Settings
 from bot.texts import Texts
-from devices.contract import InboundMessage, PayloadError, PresenceEvent, RatingEvent, StatusEvent
+from devices.contract import AudioEvent, InboundMessage, PayloadError, PresenceEvent, RatingEvent, StatusEvent
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class Received:
     """One MQTT message after parsing: its events, or why it could not be parsed."""
 
     message: InboundMessage
-    events: list[RatingEvent | PresenceEvent | StatusEvent] = field(default_factory=list)
+    events: list[RatingEvent | PresenceEvent | StatusEvent | AudioEvent] = field(default_factory=list)
     error: PayloadError | None = None
 
 
@@ -61,6 +63,7 @@ class BatchResult:
     excluded: int = 0
     alerts: int = 0
     outbox_rows: int = 0
+    audio: int = 0
 
 
 @dataclass(slots=True)
@@ -81,7 +84,9 @@ class RatingService:
         texts: Texts,
         directory: Callable[[], Directory],
         on_outbox: Callable[[], None] = lambda: None,
+        audio: AudioService | None = None,
     ) -> None:
+        self._audio = audio
         self._settings = settings
         self._clock = clock
         self._texts = texts
@@ -97,6 +102,7 @@ class RatingService:
         ratings: dict[str, RatingEvent] = {}
         presences: dict[str, PresenceEvent] = {}
         statuses: list[StatusEvent] = []
+        audio: list[tuple[InboundMessage, AudioEvent]] = []
         dead: list[DeadLetter] = []
         for item in batch:
             if item.error is not None:
@@ -115,8 +121,20 @@ class RatingService:
                     ratings.setdefault(event.event_uid, event)
                 elif isinstance(event, PresenceEvent):
                     presences.setdefault(event.event_uid, event)
+                elif isinstance(event, AudioEvent):
+                    audio.append((item.message, event))
                 else:
                     statuses.append(event)
+        for message, event in audio:  # files first: a crash leaves an unindexed file, never a dangling row
+            outcome = await self._audio.save(event) if self._audio else None
+            if outcome is None or outcome.reason not in (None, "duplicate"):
+                reason, detail = (outcome.reason, outcome.detail) if outcome else ("bad_topic", "audio is not enabled")
+                dead.append(
+                    DeadLetter(topic=message.topic[:500], payload=message.payload[:65536], reason=reason,
+                               detail=(detail or "")[:2000], received_at=message.received_at)
+                )
+            elif outcome.stored:
+                result.audio += 1
 
         async with in_transaction():
             if dead:
@@ -309,6 +327,7 @@ class RatingService:
                 NegativeCase(
                     rating_id=ids[r.event.event_uid], office_id=office.id, chat_id=office.staff_chat_id,
                     remind_at=remind, due_at=due,
+                    speech_status=SpeechStatus.WAITING if self._audio else None, speech_next_at=now,
                 )
             )
         await NegativeCase.bulk_create(cases)

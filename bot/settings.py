@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     global_messages_per_second: int = Field(default=30, ge=1)
     coalesce_after: int = Field(default=3, ge=1, description="pending messages to one chat that get merged")
     scheduler_interval_seconds: float = Field(default=15.0, gt=0)
+    audio_dir: Path = Field(default=Path("data/audio"), description="segment store and snippets")
+    audio_retention_hours: float = Field(default=72, gt=0, description="desk audio no negative refers to")
+    audio_keep_days: int = Field(default=180, ge=1, description="audio a negative refers to")
+    snippet_before_seconds: int = Field(default=180, ge=0)
+    snippet_after_seconds: int = Field(default=20, ge=0)
+    snippet_wait_seconds: int = Field(default=300, ge=0, description="how long to wait for late audio")
+    whisper_model: str = Field(default="small", description="model name, local directory or packaged:base")
+    whisper_cache_dir: Path = Field(default=Path("data/models"))
+    whisper_threads: int = Field(default=2, ge=1)
+    whisper_vad: bool = True
 
     @field_validator("telegram_api_url")
     @classmethod

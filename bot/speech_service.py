@@ -1,0 +1,251 @@
+"""A negative's audio: cut the conversation around the press, post it, then its transcript.
+
+Each case moves WAITING → PENDING → DONE (or NO_AUDIO / FAILED). The snippet and its voice
+message are written in one transaction with the move to PENDING, so a crash during
+transcription leaves only the transcript to redo after a restart; three failed attempts
+mark the case FAILED and the group is told so plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from html import escape
+from pathlib import Path
+
+from tortoise.transactions import in_transaction
+
+from bot.audio import AudioService, read_file
+from bot.clock import Clock
+from bot.directory import Directory
+from bot.models import NegativeCase, OutboxKind, OutboxMessage, PresenceEvent, SpeechStatus
+from bot.settings import Settings
+from bot.texts import Texts
+from speech.audio import AudioError, decode_pcm, encode_ogg_opus, encode_wav
+from speech.snippets import Segment, cut, snippet_window
+from speech.transcriber import Transcriber, TranscriptionError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+TELEGRAM_TEXT_LIMIT = 4096
+PRESENCE_LOOKBACK = timedelta(hours=1)
+
+
+def split_message(header: str, lines: list[str], limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Telegram's 4,096-character limit: split between lines, a too-long line by characters."""
+    chunks: list[str] = []
+    current = header
+    for line in lines:
+        while len(line) > limit:
+            chunks.append(current) if current else None
+            chunks.append(line[:limit])
+            current, line = "", line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class SpeechService:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        texts: Texts,
+        directory: Callable[[], Directory],
+        audio: AudioService,
+        transcriber: Transcriber | None,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._texts = texts
+        self._directory = directory
+        self._audio = audio
+        self._transcriber = transcriber
+        self._on_outbox = on_outbox
+        self._snippets = settings.audio_dir / "snippets"
+
+    async def aclose(self) -> None:
+        closer = getattr(self._transcriber, "aclose", None)
+        if closer is not None:
+            await closer()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("speech pass failed")
+                busy = False
+            if not busy:
+                sleeper = asyncio.ensure_future(self._clock.sleep(1.0))
+                stopper = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
+                sleeper.cancel()
+                stopper.cancel()
+
+    async def run_once(self) -> bool:
+        now = self._clock.now()
+        due = await NegativeCase.filter(
+            speech_status__in=[SpeechStatus.WAITING, SpeechStatus.PENDING], speech_next_at__lte=now, message_id__isnull=False
+        ).order_by("id").limit(5).select_related("rating", "office")
+        for case in due:
+            if case.speech_status == SpeechStatus.WAITING:
+                await self._cut(case, now)
+            if case.speech_status == SpeechStatus.PENDING:
+                await self._transcribe(case)
+        return bool(due)
+
+    async def _presence_interval(self, case: NegativeCase) -> tuple[int, int | None] | None:
+        rating = case.rating
+        start = await PresenceEvent.filter(
+            point_id=rating.point_id, state="start", ts__lte=rating.ts, ts__gte=rating.ts - PRESENCE_LOOKBACK  # type: ignore[attr-defined]
+        ).order_by("-ts").first()
+        if start is None:
+            return None
+        end = await PresenceEvent.filter(point_id=rating.point_id, state="end", ts__gte=start.ts).order_by("ts").first()  # type: ignore[attr-defined]
+        return (_ms(start.ts), _ms(end.ts) if end else None)
+
+    async def _cut(self, case: NegativeCase, now: datetime) -> None:
+        settings = self._settings
+        rating = case.rating
+        start_ms, end_ms = snippet_window(
+            _ms(rating.ts), await self._presence_interval(case),
+            before_s=settings.snippet_before_seconds, after_s=settings.snippet_after_seconds,
+        )
+        start, end = _dt(start_ms), _dt(end_ms)
+        segments = await self._audio.segments_between(rating.point_id, start, end)  # type: ignore[attr-defined]
+        covered_to = max((s.ended_at for s in segments), default=None)
+        waited_enough = now >= end + timedelta(seconds=settings.snippet_wait_seconds)
+        if (covered_to is None or covered_to < end) and not waited_enough:
+            case.speech_next_at = now + timedelta(seconds=2)
+            await case.save(update_fields=["speech_next_at"])
+            return
+        locale = self._locale(case)
+        if not segments:
+            async with in_transaction():
+                await NegativeCase.filter(id=case.id).update(speech_status=SpeechStatus.NO_AUDIO)
+                await self._text(case, self._texts.t(locale, "No recording of this conversation was found."))
+            case.speech_status = SpeechStatus.NO_AUDIO
+            self._on_outbox()
+            return
+        loop = asyncio.get_running_loop()
+        paths = [(s.path, _ms(s.started_at)) for s in segments]
+        try:
+            ogg, seconds, gaps = await loop.run_in_executor(None, _make_snippet, paths, start_ms, end_ms)
+        except (AudioError, OSError) as error:
+            await self._failed(case, f"audio: {error}")
+            return
+        self._snippets.mkdir(parents=True, exist_ok=True)
+        path = self._snippets / f"case-{case.id}.ogg"
+        await loop.run_in_executor(None, path.write_bytes, ogg)
+        keep = now + timedelta(days=settings.audio_keep_days)
+        caption = self._texts.t(locale, "Conversation around negative #{case}", case=case.id)
+        if gaps:
+            missing = sum(b - a for a, b in gaps) / 1000
+            caption += " · " + self._texts.t(locale, "{seconds} s without recording", seconds=round(missing))
+        async with in_transaction():
+            await NegativeCase.filter(id=case.id).update(
+                speech_status=SpeechStatus.PENDING, snippet_path=str(path), snippet_seconds=seconds, snippet_gaps=gaps,
+                speech_next_at=now,
+            )
+            from bot.models import AudioSegment
+
+            await AudioSegment.filter(id__in=[s.id for s in segments]).update(keep_until=keep)
+            await OutboxMessage.create(
+                chat_id=case.chat_id, kind=OutboxKind.VOICE, text=caption, file_path=str(path), file_seconds=seconds,
+                reply_to_message_id=case.message_id, case_id=case.id, next_attempt_at=now, created_at=now,
+            )
+        case.speech_status, case.snippet_path, case.snippet_seconds = SpeechStatus.PENDING, str(path), seconds
+        self._on_outbox()
+
+    async def _transcribe(self, case: NegativeCase) -> None:
+        locale = self._locale(case)
+        if self._transcriber is None or not case.snippet_path:
+            await self._failed(case, "transcription is not configured")
+            return
+        office = self._directory().offices.get(case.office_id)  # type: ignore[attr-defined]
+        try:
+            transcript = await self._transcriber.transcribe(Path(case.snippet_path), language=office.language if office else "ru")
+        except (TranscriptionError, OSError) as error:
+            await self._failed(case, f"transcription: {error}")
+            return
+        header = "📝 " + self._texts.t(locale, "Transcript of negative #{case}", case=case.id)
+        lines = [escape(line) for line in transcript.with_timestamps().splitlines()] or [
+            self._texts.t(locale, "(no speech recognised)")
+        ]
+        async with in_transaction():
+            await NegativeCase.filter(id=case.id).update(
+                speech_status=SpeechStatus.DONE, transcript=transcript.text,
+                transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
+            )
+            for chunk in split_message(header, lines):
+                await self._text(case, chunk)
+        case.speech_status = SpeechStatus.DONE
+        self._on_outbox()
+
+    async def _failed(self, case: NegativeCase, error: str) -> None:
+        attempts = case.speech_attempts + 1
+        now = self._clock.now()
+        log.warning("speech for negative #%s failed (attempt %d): %s", case.id, attempts, error)
+        async with in_transaction():
+            if attempts >= MAX_ATTEMPTS:
+                await NegativeCase.filter(id=case.id).update(
+                    speech_status=SpeechStatus.FAILED, speech_attempts=attempts, speech_error=error[:2000]
+                )
+                text = self._texts.t(self._locale(case), "Could not prepare the audio or transcript: {error}", error=escape(error[:300]))
+                await self._text(case, text)
+                case.speech_status = SpeechStatus.FAILED
+            else:
+                await NegativeCase.filter(id=case.id).update(
+                    speech_attempts=attempts, speech_error=error[:2000], speech_next_at=now + timedelta(seconds=5 * attempts)
+                )
+                case.speech_status = None  # retried on a later pass
+        self._on_outbox()
+
+    async def _text(self, case: NegativeCase, text: str) -> None:
+        now = self._clock.now()
+        await OutboxMessage.create(
+            chat_id=case.chat_id, kind=OutboxKind.TEXT, text=text, reply_to_message_id=case.message_id,
+            next_attempt_at=now, created_at=now,
+        )
+
+    def _locale(self, case: NegativeCase) -> str:
+        office = self._directory().offices.get(case.office_id)  # type: ignore[attr-defined]
+        return office.language if office else self._settings.default_language
+
+
+def _make_snippet(paths: list[tuple[str, int]], start_ms: int, end_ms: int) -> tuple[bytes, float, list[list[int]]]:
+    """Decode the segments, cut the window sample-exactly, encode Ogg/Opus (runs in an executor)."""
+    segments = []
+    for path, segment_start in paths:
+        try:
+            segments.append(Segment(segment_start, decode_pcm(read_file(path))))
+        except AudioError as error:
+            log.warning("segment %s skipped: %s", path, error)
+    result = cut(segments, start_ms, end_ms)
+    if not result.has_audio:
+        raise AudioError("corrupt", "no segment in the window could be decoded")
+    return encode_ogg_opus(result.pcm), result.duration_s, [list(g) for g in result.gaps]
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+__all__ = ["SpeechService", "encode_wav", "split_message"]
