@@ -365,7 +365,10 @@ def publisher_main(
             negatives += 1
         else:
             value = "good" if rng.random() < 0.75 else "neutral"
-        inflight.acquire()
+        if not inflight.acquire(timeout=30):
+            conn.send({"error": f"publisher: no PUBACK for 30 s after {i} messages (connection lost?)"})
+            client.loop_stop()
+            return
         now_ns = time.time_ns()
         payload = json.dumps(
             {"id": f"{i}-{now_ns}", "ts": now_ns // 1_000_000, "device": f"btn{device:05d}", "value": value},
@@ -642,7 +645,8 @@ class Runner:
             daemon=True,
         )
         proc.start()
-        ready = await asyncio.to_thread(parent.recv)
+        child.close()  # so that a dead publisher shows up as EOFError instead of a hang
+        ready = await asyncio.wait_for(asyncio.to_thread(parent.recv), 30)
         if "error" in ready:
             raise SystemExit(ready["error"])
 
@@ -665,7 +669,9 @@ class Runner:
         while True:
             await asyncio.sleep(0.05)
             if pub is None and pub_task.done():
-                pub = pub_task.result()
+                pub = pub_task.result()  # EOFError if the publisher died
+                if "error" in pub:
+                    raise SystemExit(pub["error"])
             count = len(probes.commits)
             if count != last_count:
                 last_count, last_change = count, time.monotonic()
@@ -674,7 +680,9 @@ class Runner:
             if time.monotonic() - last_change > args.stall_seconds and (pub is not None or count > 0):
                 log.warning("%s: no commit for %.0f s; %d of %d committed", name, args.stall_seconds, count, events)
                 if pub is None:
-                    pub = await pub_task
+                    pub = await asyncio.wait_for(pub_task, 60)
+                    if "error" in pub:
+                        raise SystemExit(pub["error"])
                 break
         assert pub is not None
         wall = time.time() - t_go
@@ -708,6 +716,8 @@ class Runner:
         await app.shutdown()
         await emu.stop()
         proc.join(5)
+        if proc.is_alive():
+            proc.kill()
         await self.database.drop()
         if args.gc_freeze:
             gc.unfreeze()

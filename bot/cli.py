@@ -96,6 +96,15 @@ async def _check(settings: Settings) -> int:
         verdict("database", False, f"{settings.database_url}: {exc}")
     finally:
         await db.close()
+    from speech.models import describe_model
+    from speech.store import SegmentStore
+
+    line = await asyncio.get_running_loop().run_in_executor(
+        None, describe_model, settings.whisper_model, settings.whisper_cache_dir
+    )
+    verdict("speech", line.endswith("loads OK"), line)
+    usage = SegmentStore(settings.audio_dir).usage_bytes()
+    verdict("audio store", True, f"{settings.audio_dir}: {usage / 1_048_576:.1f} MiB")
     target = settings.mqtt
     try:
         async with aiomqtt.Client(target.host, target.port, username=target.username, password=target.password, timeout=5):

@@ -193,7 +193,7 @@ class NegativeCase(Model):
     comment_transcript = fields.TextField(null=True)
     speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
     speech_next_at = fields.DatetimeField(null=True)
-    speech_attempts = fields.IntField(default=0)
+    speech_attempts = fields.IntField(default=0, db_default=0)
     speech_error = fields.TextField(null=True)
     snippet_path = fields.CharField(max_length=500, null=True)
     snippet_seconds = fields.FloatField(null=True)

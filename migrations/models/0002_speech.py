@@ -59,7 +59,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='NegativeCase',
             name='speech_attempts',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='NegativeCase',
