@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,10 @@ class App:
             for line in report.lines():
                 log.info("org: %s", line)
         await self.holder.reload()
+        # Everything loaded so far lives as long as the process: keep the collector from
+        # re-scanning it on every full collection (gen-2 pauses stall the event loop).
+        gc.collect()
+        gc.freeze()
         spawn: Callable[[Awaitable[None], str], asyncio.Task[None]] = lambda coro, name: asyncio.create_task(coro, name=name)  # noqa: E731
         self.tasks = [
             spawn(self.holder.run(stop), "directory"),
