@@ -166,9 +166,8 @@ class Broker:
                 ]
             )
         )
-        self.process = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=open(self.workdir / "mosquitto.log", "wb")
-        )
+        with open(self.workdir / "mosquitto.log", "wb") as log_file:
+            self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log_file)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
@@ -406,12 +405,18 @@ class Probes:
     lag: list[float] = field(default_factory=list)
     gc_pauses: dict[int, list[float]] = field(default_factory=lambda: {0: [], 1: [], 2: []})
     _gc_start: float = 0.0
+    gc_total: float = 0.0
 
     def gc_callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._gc_start = time.perf_counter()
         else:
-            self.gc_pauses[info["generation"]].append(time.perf_counter() - self._gc_start)
+            pause = time.perf_counter() - self._gc_start
+            self.gc_pauses[info["generation"]].append(pause)
+            self.gc_total += pause
+
+    def gc_seconds(self) -> float:
+        return self.gc_total
 
     def wrap_store(self, store: Any) -> Any:
         commits, batches = self.commits, self.batches
@@ -453,6 +458,72 @@ class Probes:
             self.lag.append(max(0.0, loop.time() - t0 - interval))
 
 
+class LoopAccounting:
+    """Time spent inside event-loop callbacks, by owner (task coroutine or plain callback).
+
+    Everything the service does runs in these callbacks on one thread, so the split says where
+    the event loop's (≈ one core's) time goes. GC pauses land in whichever callback triggered them.
+    """
+
+    def __init__(self, gc_seconds: Any = None) -> None:
+        self.by_owner: dict[str, float] = {}
+        self._original: Any = None
+        self._gc_seconds = gc_seconds or (lambda: 0.0)
+
+    def __enter__(self) -> LoopAccounting:
+        from asyncio import events
+
+        original = self._original = events.Handle._run
+        acc = self.by_owner
+        perf = time.perf_counter
+        gc_seconds = self._gc_seconds
+
+        def _run(handle: Any) -> None:
+            t0 = perf()
+            g0 = gc_seconds()
+            try:
+                original(handle)
+            finally:
+                in_gc = gc_seconds() - g0
+                acc["GC"] = acc.get("GC", 0.0) + in_gc
+                t0 += in_gc
+                callback = handle._callback
+                owner = getattr(callback, "__self__", None)
+                if isinstance(owner, asyncio.Task):
+                    coro = owner.get_coro()
+                    key = getattr(coro, "__qualname__", None) or owner.get_name()
+                else:
+                    key = getattr(callback, "__qualname__", None) or type(callback).__name__
+                acc[key] = acc.get(key, 0.0) + perf() - t0
+
+        events.Handle._run = _run  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from asyncio import events
+
+        events.Handle._run = self._original  # type: ignore[method-assign]
+
+    def summary(self, wall: float, top: int = 7) -> str:
+        groups: dict[str, float] = {}
+        names = {
+            "MqttIngest.run": "ingest (collect+parse+store)",
+            "Client._on_socket_open.<locals>.callback": "MQTT read (paho)",
+            "OutboxSender.run": "outbox",
+            "RequestHandler._handle_request": "Bot API emulator",
+            "RequestHandler.start": "Bot API emulator",
+            "Client._on_socket_register_write.<locals>.callback": "MQTT write (paho)",
+            "GC": "GC (all generations)",
+        }
+        for key, value in self.by_owner.items():
+            label = names.get(key, key)
+            groups[label] = groups.get(label, 0.0) + value
+        ordered = sorted(groups.items(), key=lambda kv: -kv[1])
+        busy = sum(groups.values())
+        parts = [f"{label} {100 * v / max(wall, 1e-9):.0f} %" for label, v in ordered[:top] if v / max(wall, 1e-9) >= 0.005]
+        return f"busy {100 * busy / max(wall, 1e-9):.0f} % of wall: " + " · ".join(parts)
+
+
 # --------------------------------------------------------------------------- one phase
 
 
@@ -473,6 +544,7 @@ class PhaseResult:
     limit_violations: int = 0
     profile_text: str = ""
     heap: dict[str, float] = field(default_factory=dict)
+    loop_split: str = ""
 
 
 class Runner:
@@ -658,6 +730,7 @@ class Runner:
                 "machine": machine_busy_seconds()}
         t_go = time.time()
         gc.callbacks.append(probes.gc_callback)
+        accounting = LoopAccounting(probes.gc_seconds).__enter__()
         if profiler:
             profiler.enable()
         parent.send("go")
@@ -686,6 +759,8 @@ class Runner:
                 break
         assert pub is not None
         wall = time.time() - t_go
+        accounting.__exit__()
+        loop_split = accounting.summary(wall)
 
         group_latencies: list[float] = []
         if wait_group:
@@ -726,7 +801,7 @@ class Runner:
         profile_text = self._profile_text(profiler, name)
         return PhaseResult(
             name, pub, probes, t_go, cpu, wall, counters, db_ratings, db_cases, outbox_pending,
-            group_latencies, int(pub.get("negatives", 0)), limit_violations, profile_text, heap,
+            group_latencies, int(pub.get("negatives", 0)), limit_violations, profile_text, heap, loop_split,
         )
 
     async def _wait_group(
@@ -883,6 +958,7 @@ def report(args: argparse.Namespace, broker: Broker, database: Database, results
         t.add("", "GC gen2 pauses in phase", gc_line(r))
         t.add("", "heap after start (GC-tracked)", heap_line(r))
         t.add("", "CPU", cpu_line(r))
+        t.add("", "event-loop time by owner", r.loop_split)
         t.add("", "service CPU per stored event", f"{1e6 * r.cpu['service'] / max(n, 1):.0f} µs"
               f" ⇒ ≤ {n / max(r.cpu['service'], 1e-9):,.0f}/s on one core")
         t.add("", "dead letters · store failures", f"{r.counters['dead_letters']} · {r.counters['store_failures']}")
@@ -905,6 +981,7 @@ def report(args: argparse.Namespace, broker: Broker, database: Database, results
         t.add("", "GC gen2 pauses in phase", gc_line(r))
         t.add("", "heap after start (GC-tracked)", heap_line(r))
         t.add("", "CPU", cpu_line(r))
+        t.add("", "event-loop time by owner", r.loop_split)
     if "3" in results:
         r = results["3"]
         lat = r.group_latencies
@@ -917,6 +994,7 @@ def report(args: argparse.Namespace, broker: Broker, database: Database, results
         commit = [r.probes.commits[uid] - publish_time(uid) for uid in r.probes.commits]
         t.add("", "publish→commit p50 / p99 (all events)", f"{ms(statistics.median(commit) if commit else float('nan'))} / {ms(percentile(commit, 99))}")
         t.add("", "429s from the emulator (group limit)", str(r.limit_violations))
+        t.add("", "event-loop time by owner", r.loop_split)
     head = [
         f"Loyalty Desk ingest bench · {database.describe()}",
         f"broker {broker.describe()} · {args.offices} offices × {args.points} points, {args.devices:,} buttons, "
@@ -1013,10 +1091,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(amain(args))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
