@@ -345,29 +345,44 @@ class RatingService:
             log.warning("%d negative(s) for offices with no staff group bound: stored, not posted", unbound)
 
     async def _check_anomalies(self, fresh: list[_NewRating], directory: Directory, now: datetime, result: BatchResult) -> None:
-        """One alert per point per window, when negatives pile up (as HappyOrNot's alerts)."""
+        """One alert per point per window, when negatives pile up (as HappyOrNot's alerts).
+
+        One grouped query for every point that got a negative in this batch: a batch spans
+        well under a second, so the window ending at the batch's latest press serves them all.
+        """
         settings = self._settings
         window = timedelta(minutes=settings.anomaly_window_minutes)
         latest: dict[int, _NewRating] = {}
         for r in fresh:
             if r.event.value == "bad" and not r.excluded:
                 latest[r.point.id] = r
-        for point_id, r in latest.items():
-            end = r.event.ts
-            counts = dict(
-                await Rating.filter(
-                    point_id=point_id, ts__gt=end - window, ts__lte=end, excluded_reason__isnull=True
-                )
-                .annotate(n=Count("id"))
-                .group_by("value")
-                .values_list("value", "n")
+        if not latest:
+            return
+        end = max(r.event.ts for r in latest.values())
+        counts: dict[int, dict[str, int]] = defaultdict(dict)
+        for point_id, value, n in (
+            await Rating.filter(point_id__in=list(latest), ts__gt=end - window, ts__lte=end, excluded_reason__isnull=True)
+            .annotate(n=Count("id"))
+            .group_by("point_id", "value")
+            .values_list("point_id", "value", "n")
+        ):
+            counts[point_id][str(value)] = n
+        candidates = []
+        for point_id, by_value in counts.items():
+            total, bad = sum(by_value.values()), by_value.get("bad", 0)
+            if total >= settings.anomaly_min_ratings and bad / total >= settings.anomaly_negative_share:
+                candidates.append((point_id, bad, total))
+        if not candidates:
+            return
+        recent = set(
+            await AnomalyAlert.filter(point_id__in=[c[0] for c in candidates], fired_at__gt=end - window).values_list(
+                "point_id", flat=True
             )
-            total = sum(counts.values())
-            bad = counts.get(RatingValue.BAD, 0)
-            if total < settings.anomaly_min_ratings or bad / total < settings.anomaly_negative_share:
+        )
+        for point_id, bad, total in candidates:
+            if point_id in recent:
                 continue
-            if await AnomalyAlert.filter(point_id=point_id, fired_at__gt=end - window).exists():
-                continue
+            r = latest[point_id]
             await AnomalyAlert.create(point_id=point_id, fired_at=end, negatives=bad, total=total)
             result.alerts += 1
             office = r.point.office
@@ -378,4 +393,3 @@ class RatingService:
                     next_attempt_at=now, created_at=now,
                 )
                 result.outbox_rows += 1
-
