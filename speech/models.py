@@ -232,7 +232,7 @@ def _packaged(spec: str, name: str, cache_dir: Path) -> ResolvedModel:
         if problem:
             raise ModelNotAvailable(spec, [f"packaged {name}: {problem}"])
         return ResolvedModel(str(files_dir), "packaged", model.description)
-    sources = [root / rel for root, (_, rel) in zip(part_roots, model.parts) if root is not None]
+    sources = [root / rel for root, (_, rel) in zip(part_roots, model.parts, strict=True) if root is not None]
     missing = [str(p) for p in sources if not p.is_file()] + [
         str(files_dir / f) for f in MODEL_FILES if not (files_dir / f).is_file()
     ]

@@ -145,7 +145,12 @@ class RuleSet:
         unknown = set(data) - {"forbidden", "required"}
         if unknown:
             raise ValueError(f"unknown speech rule keys: {', '.join(sorted(unknown))}")
-        return cls(list(data.get("forbidden") or []), {str(k): list(v) if not isinstance(v, str) else v for k, v in (data.get("required") or {}).items()})
+        required: dict[str, list[str]] = {}
+        for name, entries in dict(data.get("required") or {}).items():
+            if isinstance(entries, str) or not isinstance(entries, Iterable):
+                raise ValueError(f"required {name!r}: give a list of alternatives, not {entries!r}")
+            required[str(name)] = list(entries)
+        return cls(list(data.get("forbidden") or []), required)
 
     def check(self, text: str) -> RuleResult:
         tokens = _tokens(text)

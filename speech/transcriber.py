@@ -19,6 +19,7 @@ a job. Every failure reaches the caller as a :class:`TranscriptionError` with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import threading
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -113,13 +114,12 @@ class Transcriber(Protocol):
 _ModelKey: TypeAlias = tuple[str, str, int]  # (directory, compute type, cpu threads)
 _models: dict[_ModelKey, WhisperModel] = {}
 _loads: Counter[_ModelKey] = Counter()
-_models_lock = threading.Lock()
+_models_lock = threading.Lock()  # held while a model loads (seconds): never taken on the event loop
 
 
 def model_loads(path: str | None = None) -> int:
     """How many times this process constructed a ``WhisperModel`` (for one directory, or all)."""
-    with _models_lock:
-        return sum(n for key, n in _loads.items() if path is None or key[0] == path)
+    return sum(n for key, n in list(_loads.items()) if path is None or key[0] == path)
 
 
 def _shared_model(path: str, compute_type: str, cpu_threads: int) -> WhisperModel:
@@ -133,7 +133,9 @@ def _shared_model(path: str, compute_type: str, cpu_threads: int) -> WhisperMode
             model = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1)
             _models[key] = model
             _loads[key] += 1
-            log.info("whisper model %s (%s, %d threads) loaded in %.1f s", path, compute_type, cpu_threads, time.monotonic() - started)
+            log.info(
+                "whisper model %s (%s, %d threads) loaded in %.1f s", path, compute_type, cpu_threads, time.monotonic() - started
+            )
         return model
 
 
@@ -145,7 +147,6 @@ class _Job:
     audio: Audio
     language: str | None
     future: asyncio.Future[Transcript]
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 def _decode_file(source: Any) -> np.ndarray:
@@ -180,8 +181,8 @@ def _decode(audio: Audio) -> np.ndarray:
     """Float32 PCM at 16 kHz mono; blocks (PyAV)."""
     if isinstance(audio, np.ndarray):
         pcm = audio
-        if pcm.ndim != 1:
-            raise TranscriptionError("audio", f"PCM must be 1-D mono, got shape {pcm.shape}")
+        if pcm.ndim != 1 or pcm.dtype not in (np.int16, np.float32, np.float64):
+            raise TranscriptionError("audio", f"PCM must be 1-D int16 or float mono, got {pcm.dtype} {pcm.shape}")
     else:
         if isinstance(audio, bytes) and not audio:
             raise TranscriptionError("audio", "no bytes")
@@ -217,6 +218,7 @@ class WhisperTranscriber:
         *,
         beam_size: int = 2,
         vad_parameters: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.model_spec = model_spec
         self.cache_dir = Path(cache_dir)
@@ -226,6 +228,7 @@ class WhisperTranscriber:
         self.queue_size = queue_size
         self.beam_size = beam_size
         self.vad_parameters = dict(vad_parameters) if vad_parameters else None
+        self.options = dict(options) if options else {}  # more WhisperModel.transcribe keywords
         self.resolved: ResolvedModel | None = None
         self._model: WhisperModel | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -250,10 +253,9 @@ class WhisperTranscriber:
         self._closed = True
         if self._queue is not None:
             self._fail_queued()
-            try:
-                self._queue.put_nowait(None)  # wakes an idle worker
-            except asyncio.QueueFull:
-                pass  # the worker is busy and will see _closed after its job
+            # wake an idle worker; a full queue means it is busy and sees _closed after its job
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(None)
         if self._worker is not None:
             try:
                 await self._worker
@@ -363,14 +365,14 @@ class WhisperTranscriber:
         pcm = _decode(audio)
         started = time.monotonic()
         try:
-            segments, info = model.transcribe(
-                pcm,
-                language=language,
-                beam_size=self.beam_size,
-                vad_filter=self.vad,
-                vad_parameters=self.vad_parameters,
-                condition_on_previous_text=False,  # a misheard phrase does not seed a loop
-            )
+            options: dict[str, Any] = {
+                "beam_size": self.beam_size,
+                "vad_filter": self.vad,
+                "vad_parameters": self.vad_parameters,
+                "condition_on_previous_text": False,  # a misheard phrase does not seed a loop
+                **self.options,
+            }
+            segments, info = model.transcribe(pcm, language=language, **options)
             # the generator does the decoding work: consume it here, in the executor
             segs = [Segment(float(s.start), float(s.end), s.text.strip()) for s in segments]
         except Exception as exc:

@@ -62,7 +62,7 @@ def _resample(pcm: np.ndarray, rate: int, to: int = RATE) -> np.ndarray:
     """Linear interpolation: fine for speech going down from 22.05 kHz to 16 kHz in tests."""
     if rate == to or pcm.size == 0:
         return pcm.astype(np.float32)
-    n = int(round(pcm.size * to / rate))
+    n = round(pcm.size * to / rate)
     x = np.arange(n, dtype=np.float64) * (rate / to)
     return np.interp(x, np.arange(pcm.size), pcm).astype(np.float32)
 
@@ -93,14 +93,17 @@ def encode_wav(pcm: np.ndarray, rate: int = RATE) -> bytes:
 
 def _encode(pcm: np.ndarray, rate: int, container: str, codec: str, codec_rate: int, sample_fmt: str, bitrate: int) -> bytes:
     import av
+    import av.audio.stream
 
     buf = io.BytesIO()
     with av.open(buf, "w", format=container) as out:
         stream = out.add_stream(codec, rate=codec_rate, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
         stream.bit_rate = bitrate
         frame = av.AudioFrame.from_ndarray(to_int16(pcm).reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = rate
-        resampler = av.AudioResampler(format=sample_fmt, layout="mono", rate=codec_rate, frame_size=stream.codec_context.frame_size or None)
+        frame_size = stream.codec_context.frame_size or None
+        resampler = av.AudioResampler(format=sample_fmt, layout="mono", rate=codec_rate, frame_size=frame_size)
         for part in resampler.resample(frame) + resampler.resample(None):
             for packet in stream.encode(part):
                 out.mux(packet)
@@ -132,7 +135,7 @@ def desk_pcm(
     ``noise`` adds white noise of that RMS (e.g. 0.003, a quiet room) to the whole clip.
     """
     chunks = [
-        np.zeros(int(round(part * RATE)), dtype=np.float32) if isinstance(part, (int, float)) else make_speech(part, lang, rate)
+        np.zeros(round(part * RATE), dtype=np.float32) if isinstance(part, int | float) else make_speech(part, lang, rate)
         for part in parts
     ]
     pcm = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)

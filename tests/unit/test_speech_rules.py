@@ -40,7 +40,10 @@ def test_stem_matches_only_at_the_start_of_a_word() -> None:
 
 def test_explicit_forms_match_each_form_and_nothing_else() -> None:
     result = RuleSet(["карта|карту|картой"]).check("Картой или картавый? Карту!")
-    assert [(h.rule, h.word) for h in result.forbidden_hits] == [("карта|карту|картой", "Картой"), ("карта|карту|картой", "Карту")]
+    assert [(h.rule, h.word) for h in result.forbidden_hits] == [
+        ("карта|карту|картой", "Картой"),
+        ("карта|карту|картой", "Карту"),
+    ]
 
 
 def test_yo_and_ye_are_the_same_letter_both_ways() -> None:
@@ -72,7 +75,8 @@ def test_phrase_does_not_match_its_words_apart() -> None:
 
 
 def test_phrase_with_stems_matches_inflected_phrase() -> None:
-    assert RuleSet.from_config({"required": {"card": ["бонусн* карт*"]}}).check("Есть бонусную карту?").required_found == {"card": True}
+    rules = RuleSet.from_config({"required": {"card": ["бонусн* карт*"]}})
+    assert rules.check("Есть бонусную карту?").required_found == {"card": True}
 
 
 def test_hyphenated_entry_matches_hyphenated_text() -> None:
