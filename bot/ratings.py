@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tortoise.functions import Count
+from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
 from bot.audio import AudioService
@@ -232,11 +232,12 @@ class RatingService:
             return
         devices = {r.event.device_id for r in fresh}
         since = fresh[0].event.ts - self._repeat_window
-        last_press: dict[str, datetime] = {}
-        for device_id, ts in await Rating.filter(device_id__in=list(devices), ts__gte=since).order_by("ts").values_list(
-            "device_id", "ts"
-        ):
-            last_press[device_id] = ts
+        last_press: dict[str, datetime] = dict(
+            await Rating.filter(device_id__in=list(devices), ts__gte=since)
+            .annotate(last=Max("ts"))
+            .group_by("device_id")
+            .values_list("device_id", "last")
+        )
         for rating in fresh:
             previous = last_press.get(rating.event.device_id)
             if previous is not None and timedelta(0) <= rating.event.ts - previous < self._repeat_window:

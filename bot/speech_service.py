@@ -127,7 +127,7 @@ class SpeechService:
         covered_to = max((s.ended_at for s in segments), default=None)
         waited_enough = now >= end + timedelta(seconds=settings.snippet_wait_seconds)
         if (covered_to is None or covered_to < end) and not waited_enough:
-            case.speech_next_at = now + timedelta(seconds=2)
+            case.speech_next_at = now + timedelta(seconds=5)
             await case.save(update_fields=["speech_next_at"])
             return
         locale = self._locale(case)
