@@ -93,6 +93,7 @@ class App:
     comments: CommentService
     speech: SpeechService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pinned_models: list[object] = field(default_factory=list)
 
     async def start(self, stop: asyncio.Event) -> None:
         """Migrate, load the org, then run polling, ingest, outbox and deadlines side by side."""
@@ -185,4 +186,20 @@ def build(
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
     dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
-    return App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech)
+    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech)
+    app.pinned_models = pin_response_models()
+    return app
+
+
+def pin_response_models() -> list[object]:
+    """aiogram builds ``Response[T]`` per call and pydantic caches it only weakly: without a
+    strong reference the model class is rebuilt (milliseconds) on every Bot API call."""
+    from aiogram import methods
+    from aiogram.methods.base import Response
+
+    used = (
+        methods.SendMessage, methods.SendVoice, methods.EditMessageText, methods.EditMessageReplyMarkup,
+        methods.AnswerCallbackQuery, methods.GetUpdates, methods.GetMe, methods.DeleteMessage,
+        methods.SetMyCommands, methods.SendPhoto, methods.SendDocument,
+    )
+    return [Response[method.__returning__] for method in used]  # type: ignore[name-defined]
