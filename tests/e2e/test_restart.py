@@ -17,7 +17,6 @@ import math
 import os
 import re
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -34,12 +33,11 @@ import pytest
 import yaml
 
 from bot.settings import Settings
+from tests.mosquitto import PrivateBroker
 from tests.e2e.conftest import MANAGER_CHAT, STAFF_CHAT, unique_org
 from tests.telegram_emulator import BotApiEmulator
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER_CONF = REPO / "devices" / "mosquitto.conf"
-MOSQUITTO = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 
 TOTAL = 2000
@@ -57,51 +55,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 # --------------------------------------------------------------------------- private broker (as in tests/integration/test_ingest.py)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def private_broker(tmp_path: Path) -> AsyncIterator[int]:
     """Mosquitto started from the shipped config, on a free port, persisting into tmp_path."""
-    port = free_port()
     data = tmp_path / "mosquitto"
     data.mkdir()
-    lines = []
-    for line in BROKER_CONF.read_text(encoding="utf-8").splitlines():
-        if line.startswith("listener "):
-            line = f"listener {port} {HOST}"
-        elif line.startswith("persistence_location "):
-            line = f"persistence_location {data}/"
-        lines.append(line)
-    assert f"listener {port} {HOST}" in lines, "the shipped config must have a `listener` line"
-    if os.geteuid() == 0:
-        lines.append("user root")  # it would switch to `mosquitto`, who cannot write tmp_path
-    conf = data / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    log = (data / "mosquitto.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(conf), stdout=log, stderr=log)
+    broker = PrivateBroker(data)
+    await broker.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, writer = await asyncio.open_connection(HOST, port)
-                writer.close()
-                break
-            except OSError:
-                if proc.returncode is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"mosquitto did not start: {(data / 'mosquitto.log').read_text(errors='replace')}"
-                    ) from None
-                await asyncio.sleep(0.05)
-        yield port
+        yield broker.port
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 10)
-        log.close()
+        await broker.stop()
 
 
 # --------------------------------------------------------------------------- the service as a process

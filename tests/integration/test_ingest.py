@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import textwrap
@@ -44,11 +43,10 @@ from devices.contract import DeviceConfig
 from devices.ingest import MqttIngest
 from devices.routing import TopicRouter
 from devices.simulator import bad_payloads, device_press, native_rating
+from tests.mosquitto import PrivateBroker
 
 REPO = Path(__file__).resolve().parents[2]
 ORG_FILE = REPO / "tests" / "fixtures" / "org.yaml"
-BROKER_CONF = REPO / "devices" / "mosquitto.conf"
-MOSQUITTO = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 SYSTEM_PORT = 1883
 
@@ -92,11 +90,6 @@ async def drop_session(client_id: str, port: int = SYSTEM_PORT) -> None:
         ):
             pass
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -324,48 +317,6 @@ async def test_a_failed_store_is_not_acknowledged_and_is_retried(world: World) -
 
 
 # --------------------------------------------------------------------------- private broker
-
-
-class PrivateBroker:
-    """Mosquitto started from the shipped config, on a free port, persisting into ``data``."""
-
-    def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.data = data
-        self.conf = data / "mosquitto.conf"
-        self.log = data / "mosquitto.log"
-        self._proc: asyncio.subprocess.Process | None = None
-        lines = []
-        for line in BROKER_CONF.read_text(encoding="utf-8").splitlines():
-            if line.startswith("listener "):
-                line = f"listener {self.port} {HOST}"
-            elif line.startswith("persistence_location "):
-                line = f"persistence_location {data}/"
-            lines.append(line)
-        assert f"listener {self.port} {HOST}" in lines, "the shipped config must have a `listener` line"
-        if os.geteuid() == 0:
-            lines.append("user root")  # it would switch to `mosquitto`, who cannot write tmp_path
-        self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self._proc = await asyncio.create_subprocess_exec(MOSQUITTO, "-c", str(self.conf), stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, writer = await asyncio.open_connection(HOST, self.port)
-                writer.close()
-                return
-            except OSError:
-                if self._proc.returncode is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"mosquitto did not start: {self.log.read_text(errors='replace')}") from None
-                await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        """SIGTERM: a clean shutdown, which writes the persistence file."""
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            await asyncio.wait_for(self._proc.wait(), 10)
 
 
 @pytest_asyncio.fixture
