@@ -21,7 +21,7 @@ from bot.audio import AudioService
 from bot.speech_service import SpeechService
 from speech.store import SegmentStore
 from speech.transcriber import Transcriber, WhisperTranscriber
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, SystemClock, wait_first
 from bot.comments import CommentService
 from bot.deadlines import DeadlineScheduler
 from bot.directory import Directory
@@ -59,10 +59,7 @@ class DirectoryHolder:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            waiters = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=DIRECTORY_REFRESH_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await wait_first(self._dirty.wait(), stop.wait(), timeout=DIRECTORY_REFRESH_SECONDS)
             self._dirty.clear()
             if not stop.is_set():
                 try:

@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
@@ -92,3 +93,14 @@ def _utc(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"FakeClock needs a timezone-aware datetime, got naive {at.isoformat()}")
     return at.astimezone(UTC)
+
+
+async def wait_first(*awaitables: Awaitable[object], timeout: float | None = None) -> None:
+    """Return when any of them finishes (or after ``timeout``) and cancel the rest: how the
+    background loops sleep until their next pass, their wake-up event or the stop signal."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from bot.clock import Clock
+from bot.clock import Clock, wait_first
 from bot.directory import Directory
 from bot.models import NegativeCase, Office, OutboxKind, OutboxMessage, Rating
 from bot.outbox import load_case_views
@@ -53,11 +53,7 @@ class DeadlineScheduler:
                 await self.run_once()
             except Exception:
                 log.exception("deadline pass failed")
-            sleeper = asyncio.ensure_future(self._clock.sleep(self._interval))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            stopper.cancel()
+            await wait_first(self._clock.sleep(self._interval), stop.wait())
 
     async def run_once(self) -> PassResult:
         now = self._clock.now()

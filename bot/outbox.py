@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -29,7 +30,7 @@ from aiogram.exceptions import (
 from aiogram.types import FSInputFile, ReplyParameters
 from tortoise.transactions import in_transaction
 
-from bot.clock import Clock
+from bot.clock import Clock, wait_first
 from bot.directory import Directory
 from bot.models import NegativeCase, OutboxKind, OutboxMessage, OutboxStatus
 from bot.settings import Settings
@@ -51,8 +52,6 @@ async def load_case_views(case_ids: Sequence[int], directory: Directory) -> list
     views = []
     for case in cases:
         office_info = directory.offices.get(case.office_id)  # type: ignore[attr-defined]
-        from zoneinfo import ZoneInfo
-
         tz = office_info.tz if office_info else ZoneInfo(case.office.timezone)
         staff = case.rating.staff
         views.append(
@@ -158,10 +157,7 @@ class OutboxSender:
             if pause <= 0:
                 continue
             self._wake.clear()
-            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
+            await wait_first(self._wake.wait(), stop.wait(), timeout=pause)
 
     async def _seed_limiter(self) -> None:
         """A restart must not forget what each group received in the last minute."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from tortoise.transactions import in_transaction
 
 from bot.audio import AudioService, read_file
-from bot.clock import Clock
+from bot.clock import Clock, wait_first
 from bot.directory import Directory
 from bot.models import NegativeCase, OutboxKind, OutboxMessage, PresenceEvent, SpeechStatus
 from bot.settings import Settings
@@ -87,11 +87,7 @@ class SpeechService:
                 log.exception("speech pass failed")
                 busy = False
             if not busy:
-                sleeper = asyncio.ensure_future(self._clock.sleep(1.0))
-                stopper = asyncio.ensure_future(stop.wait())
-                await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)
-                sleeper.cancel()
-                stopper.cancel()
+                await wait_first(self._clock.sleep(1.0), stop.wait())
 
     async def run_once(self) -> bool:
         now = self._clock.now()
