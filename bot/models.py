@@ -66,6 +66,7 @@ class Office(Model):
     post_positive = fields.BooleanField(default=False)
     hourly_digest = fields.BooleanField(default=False)
     digest_sent_until = fields.DatetimeField(null=True)
+    speech_rules = fields.JSONField(null=True)  # speech.rules.RuleSet config: forbidden words, required phrases
 
     class Meta:
         table = "office"
@@ -118,6 +119,7 @@ class Device(Model):
     online = fields.BooleanField(null=True)
     battery = fields.IntField(null=True)
     last_seen = fields.DatetimeField(null=True)
+    token_hash = fields.CharField(max_length=64, null=True)  # SHA-256 of the upload bearer token, never the token
 
     class Meta:
         table = "device"
@@ -191,6 +193,8 @@ class NegativeCase(Model):
     commented_at = fields.DatetimeField(null=True)
     comment_late = fields.BooleanField(null=True)
     comment_transcript = fields.TextField(null=True)
+    comment_speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
+    comment_speech_attempts = fields.IntField(default=0, db_default=0)
     speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
     speech_next_at = fields.DatetimeField(null=True)
     speech_attempts = fields.IntField(default=0, db_default=0)
@@ -226,6 +230,45 @@ class AudioSegment(Model):
         table = "audio_segment"
         unique_together = (("point", "started_at", "digest"),)
         indexes = (("point_id", "started_at"), ("point_id", "ended_at"))
+
+
+class ConversationKind(StrEnum):
+    CALL = "call"  # a phone call recording uploaded by a telephony system
+
+
+class Conversation(Model):
+    """A recorded conversation that is not a negative's snippet (a phone call), for the quality service."""
+
+    id = fields.BigIntField(primary_key=True)
+    kind = fields.CharEnumField(ConversationKind, max_length=8, default=ConversationKind.CALL)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="conversations")
+    point: fields.ForeignKeyRelation[Point] = fields.ForeignKeyField("models.Point", related_name="conversations")
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="conversations", null=True
+    )
+    device: fields.ForeignKeyNullableRelation[Device] = fields.ForeignKeyField(
+        "models.Device", related_name="conversations", null=True
+    )
+    caller = fields.CharField(max_length=64, null=True)
+    started_at = fields.DatetimeField(db_index=True)
+    ended_at = fields.DatetimeField()
+    audio_path = fields.CharField(max_length=500, null=True)  # null once retention removed the file
+    codec = fields.CharField(max_length=16)
+    size_bytes = fields.BigIntField()
+    digest = fields.CharField(max_length=64)
+    received_at = fields.DatetimeField()
+    keep_until = fields.DatetimeField(null=True, db_index=True)
+    speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
+    speech_attempts = fields.IntField(default=0, db_default=0)
+    speech_error = fields.TextField(null=True)
+    speech_next_at = fields.DatetimeField(null=True)
+    transcript = fields.TextField(null=True)
+    transcript_segments = fields.JSONField(null=True)
+    rule_hits = fields.JSONField(null=True)
+
+    class Meta:
+        table = "conversation"
+        unique_together = (("point", "started_at", "digest"),)
 
 
 class CommentPrompt(Model):

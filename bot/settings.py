@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     whisper_cache_dir: Path = Field(default=Path("data/models"))
     whisper_threads: int = Field(default=2, ge=1)
     whisper_vad: bool = True
+    audio_disk_cap_mb: int = Field(default=20480, ge=1, description="segment store size; oldest evicted first")
+    retention_interval_seconds: float = Field(default=600, gt=0, description="how often retention runs")
+    http_host: str = Field(default="127.0.0.1", description="the HTTP API (audio upload) listens here")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    upload_max_mb: float = Field(default=50, gt=0, description="largest accepted upload")
 
     @field_validator("telegram_api_url")
     @classmethod
