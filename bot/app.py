@@ -175,7 +175,10 @@ def build(
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
     comments = CommentService(clock, on_outbox=notify)
     ingest = MqttIngest(settings, lambda: holder.router, ratings.store_batch, clock)
-    speech = SpeechService(settings, clock, texts, lambda: holder.directory, audio, transcriber or make_transcriber(settings), notify)
+    speech = SpeechService(
+        settings, clock, texts, lambda: holder.directory, audio, transcriber or make_transcriber(settings), notify,
+        fetch_voice=voice_fetcher(bot) if bot is not None else None,
+    )
 
     dp = Dispatcher(settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts)
     dp.update.outer_middleware(StaffMiddleware(staff_service))
@@ -188,6 +191,20 @@ def build(
     return app
 
 
+def voice_fetcher(bot: Bot) -> Callable[[str], Awaitable[bytes]]:
+    """Downloads a voice message's bytes by its Telegram file id (for transcribing comments)."""
+
+    async def fetch(file_id: str) -> bytes:
+        file = await bot.get_file(file_id)
+        if not file.file_path:
+            raise OSError(f"Telegram gave no file path for {file_id}")
+        data = await bot.download_file(file.file_path)
+        assert data is not None
+        return data.read()
+
+    return fetch
+
+
 def pin_response_models() -> list[object]:
     """aiogram builds ``Response[T]`` per call and pydantic caches it only weakly: without a
     strong reference the model class is rebuilt (milliseconds) on every Bot API call."""
@@ -197,6 +214,6 @@ def pin_response_models() -> list[object]:
     used = (
         methods.SendMessage, methods.SendVoice, methods.EditMessageText, methods.EditMessageReplyMarkup,
         methods.AnswerCallbackQuery, methods.GetUpdates, methods.GetMe, methods.DeleteMessage,
-        methods.SetMyCommands, methods.SendPhoto, methods.SendDocument,
+        methods.SetMyCommands, methods.SendPhoto, methods.SendDocument, methods.GetFile,
     )
     return [Response[method.__returning__] for method in used]  # type: ignore[name-defined]

@@ -9,7 +9,7 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock
 from bot.errors import AccessDenied, NotFound
-from bot.models import CommentPrompt, NegativeCase, OutboxKind, OutboxMessage, Role, Staff
+from bot.models import CommentPrompt, NegativeCase, OutboxKind, OutboxMessage, Role, SpeechStatus, Staff
 from bot.texts import _
 
 
@@ -71,6 +71,10 @@ class CommentService:
             late = fresh.comment_late if not first else bool(fresh.due_at and now > fresh.due_at)
             fresh.comment_text = text.strip()[:3000] if text else None
             fresh.comment_voice_file_id = voice_file_id
+            # a voice comment is transcribed by the speech worker, which then refreshes the post
+            fresh.comment_transcript = None
+            fresh.comment_speech_status = SpeechStatus.PENDING if voice_file_id else None
+            fresh.comment_speech_attempts = 0
             fresh.comment_by = staff
             if first:
                 fresh.commented_at = now

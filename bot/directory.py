@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.models import Device, Office, Point, RosterEntry, Staff
 from bot.working_hours import WorkingHours, parse_days, parse_hours
 from devices.contract import DeviceConfig
+from speech.rules import RuleSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class OfficeInfo:
     manager_chat_id: int | None
     post_positive: bool
     hourly_digest: bool
+    rules: RuleSet = field(default_factory=RuleSet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class Directory:
                 manager_chat_id=office.manager_chat_id,
                 post_positive=office.post_positive,
                 hourly_digest=office.hourly_digest,
+                rules=RuleSet.from_config(office.speech_rules),
             )
             directory.offices[office.id] = info
             directory.offices_by_code[office.code] = info
@@ -93,7 +96,7 @@ class Directory:
             directory.devices.append(
                 DeviceConfig(
                     id=device.id,
-                    kind=device.kind,
+                    kind="native" if device.kind == "recorder" else device.kind,  # recorders speak the native contract
                     site=point_info.office.code,
                     point=point_info.code,
                     topic=device.topic,

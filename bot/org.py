@@ -37,6 +37,7 @@ from tortoise.transactions import in_transaction
 
 from bot.models import Device, Office, Point, RatingValue, Role, RosterEntry, Staff
 from bot.working_hours import WorkingHours, parse_days, parse_hours
+from speech.rules import RuleSet
 
 __all__ = [
     "Change",
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 Language = Literal["ru", "en"]
-DeviceKind = Literal["native", "zigbee2mqtt", "tasmota", "shelly"]
+DeviceKind = Literal["native", "zigbee2mqtt", "tasmota", "shelly", "recorder"]
 
 # Codes become MQTT topic levels ({site}, {point}, {device}), so no '/', '+', '#' or spaces.
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -104,11 +105,22 @@ class _OrgModel(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, str_strip_whitespace=True)
 
 
+def _checked_rules(value: dict[str, Any]) -> dict[str, Any]:
+    # Parsed by the code that matches transcripts, so a rule that loads is a rule that runs.
+    RuleSet.from_config(value)
+    return value
+
+
+SpeechRules = Annotated[dict[str, Any], AfterValidator(_checked_rules)]
+"""Forbidden words and required phrases heard in transcripts (``speech.rules`` has the syntax)."""
+
+
 class OrgDefaults(_OrgModel):
     language: Language = "ru"
     comment_deadline_minutes: int = Field(default=30, gt=0, le=7 * 24 * 60)
     post_positive: bool = False
     hourly_digest: bool = False
+    speech_rules: SpeechRules | None = None
 
 
 class OrgPoint(_OrgModel):
@@ -128,6 +140,7 @@ class OrgOffice(_OrgModel):
     comment_deadline_minutes: int | None = Field(default=None, gt=0, le=7 * 24 * 60)
     post_positive: bool | None = None
     hourly_digest: bool | None = None
+    speech_rules: SpeechRules | None = None
     points: list[OrgPoint] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -209,11 +222,11 @@ class OrgDevice(_OrgModel):
 
     @model_validator(mode="after")
     def _mapping_fits_kind(self) -> OrgDevice:
-        if self.kind == "native":
+        if self.kind in ("native", "recorder"):
             if self.topic is not None:
-                raise _field_error("topic", "native devices publish under the loyalty topic root; remove topic")
+                raise _field_error("topic", f"{self.kind} devices publish under the loyalty topic root; remove topic")
             if self.actions:
-                raise _field_error("actions", "native devices send good/neutral/bad themselves; remove actions")
+                raise _field_error("actions", f"{self.kind} devices send no button actions; remove actions")
         else:
             if not self.topic:
                 raise _field_error("topic", f"required for kind {self.kind}")
@@ -556,6 +569,7 @@ async def import_org(org: OrgFile, connection_name: str | None = None) -> Import
                 ),
                 "post_positive": ("post_positive", d.post_positive if o.post_positive is None else o.post_positive),
                 "hourly_digest": ("hourly_digest", d.hourly_digest if o.hourly_digest is None else o.hourly_digest),
+                "speech_rules": ("speech_rules", o.speech_rules if o.speech_rules is not None else d.speech_rules),
             }
             _kept_unless_set(o, "staff_chat", "staff_chat_id", o.staff_chat, desired)
             _kept_unless_set(o, "manager_chat", "manager_chat_id", o.manager_chat, desired)

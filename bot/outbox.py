@@ -71,6 +71,7 @@ async def load_case_views(case_ids: Sequence[int], directory: Directory) -> list
                 comment_by=case.comment_by.name if case.comment_by else None,
                 commented_at=case.commented_at,
                 comment_late=case.comment_late,
+                comment_transcript=case.comment_transcript,
                 overdue=case.overdue,
             )
         )

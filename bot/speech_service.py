@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
@@ -20,12 +20,21 @@ from tortoise.transactions import in_transaction
 from bot.audio import AudioService, read_file
 from bot.clock import Clock, wait_first
 from bot.directory import Directory
-from bot.models import NegativeCase, OutboxKind, OutboxMessage, PresenceEvent, SpeechStatus
+from bot.models import (
+    AudioSegment,
+    Conversation,
+    NegativeCase,
+    OutboxKind,
+    OutboxMessage,
+    PresenceEvent,
+    SpeechStatus,
+)
 from bot.settings import Settings
 from bot.texts import Texts
 from speech.audio import AudioError, decode_pcm, encode_ogg_opus, encode_wav
+from speech.rules import RuleResult, RuleSet, highlight_html
 from speech.snippets import Segment, cut, snippet_window
-from speech.transcriber import Transcriber, TranscriptionError
+from speech.transcriber import Transcript, Transcriber, TranscriptionError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ class SpeechService:
         audio: AudioService,
         transcriber: Transcriber | None,
         on_outbox: Callable[[], None] = lambda: None,
+        fetch_voice: Callable[[str], Awaitable[bytes]] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -73,6 +83,8 @@ class SpeechService:
         self._transcriber = transcriber
         self._on_outbox = on_outbox
         self._snippets = settings.audio_dir / "snippets"
+        self._comments = settings.audio_dir / "comments"
+        self._fetch_voice = fetch_voice  # downloads a Telegram voice message by file id
 
     async def aclose(self) -> None:
         closer = getattr(self._transcriber, "aclose", None)
@@ -90,6 +102,7 @@ class SpeechService:
                 await wait_first(self._clock.sleep(1.0), stop.wait())
 
     async def run_once(self) -> bool:
+        """One pass: negatives' snippets first (the group waits for them), then comments, then calls."""
         now = self._clock.now()
         due = await NegativeCase.filter(
             speech_status__in=[SpeechStatus.WAITING, SpeechStatus.PENDING], speech_next_at__lte=now, message_id__isnull=False
@@ -99,7 +112,17 @@ class SpeechService:
                 await self._cut(case, now)
             if case.speech_status == SpeechStatus.PENDING:
                 await self._transcribe(case)
-        return bool(due)
+        comments = await NegativeCase.filter(comment_speech_status=SpeechStatus.PENDING).order_by("id").limit(5)
+        for case in comments:
+            await self._transcribe_comment(case)
+        calls: list[Conversation] = []
+        if not (due or comments):  # calls wait for no one: they go when the group's work is done
+            calls = await Conversation.filter(
+                speech_status=SpeechStatus.PENDING, speech_next_at__lte=now, audio_path__isnull=False
+            ).order_by("id").limit(2)
+        for conversation in calls:
+            await self._transcribe_conversation(conversation)
+        return bool(due or comments or calls)
 
     async def _presence_interval(self, case: NegativeCase) -> tuple[int, int | None] | None:
         rating = case.rating
@@ -154,8 +177,6 @@ class SpeechService:
                 speech_status=SpeechStatus.PENDING, snippet_path=str(path), snippet_seconds=seconds, snippet_gaps=gaps,
                 speech_next_at=now,
             )
-            from bot.models import AudioSegment
-
             await AudioSegment.filter(id__in=[s.id for s in segments]).update(keep_until=keep)
             await OutboxMessage.create(
                 chat_id=case.chat_id, kind=OutboxKind.VOICE, text=caption, file_path=str(path), file_seconds=seconds,
@@ -176,18 +197,91 @@ class SpeechService:
             await self._failed(case, f"transcription: {error}")
             return
         header = "📝 " + self._texts.t(locale, "Transcript of negative #{case}", case=case.id)
-        lines = [escape(line) for line in transcript.with_timestamps().splitlines()] or [
-            self._texts.t(locale, "(no speech recognised)")
-        ]
+        rules = office.rules if office else RuleSet()
+        shown, result = check_transcript(transcript, rules)
+        lines = highlight_html(shown, result).splitlines() or [self._texts.t(locale, "(no speech recognised)")]
+        lines += self._rule_summary(locale, rules, result)
         async with in_transaction():
             await NegativeCase.filter(id=case.id).update(
                 speech_status=SpeechStatus.DONE, transcript=transcript.text,
                 transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
+                rule_hits=rule_hits_record(shown, result, transcript),
             )
             for chunk in split_message(header, lines):
                 await self._text(case, chunk)
         case.speech_status = SpeechStatus.DONE
         self._on_outbox()
+
+    def _rule_summary(self, locale: str, rules: RuleSet, result: RuleResult) -> list[str]:
+        """One line under the transcript: what was said that must not be, and what was not said."""
+        if not (rules.forbidden or rules.required):
+            return []
+        parts = []
+        if result.forbidden_hits:
+            words = ", ".join(sorted({escape(h.word.lower()) for h in result.forbidden_hits}))
+            parts.append("❗ " + self._texts.t(locale, "forbidden: {words}", words=words))
+        if result.required_missing:
+            parts.append("⚠️ " + self._texts.t(locale, "not heard: {names}", names=escape(", ".join(result.required_missing))))
+        if not parts:
+            parts.append("✅ " + self._texts.t(locale, "speech rules met"))
+        return ["", " · ".join(parts)]
+
+    async def _transcribe_comment(self, case: NegativeCase) -> None:
+        """A staff voice comment: fetch it from Telegram, keep it, transcribe it, refresh the post."""
+        office = self._directory().offices.get(case.office_id)  # type: ignore[attr-defined]
+        path = self._comments / f"case-{case.id}.ogg"
+        try:
+            if self._transcriber is None or self._fetch_voice is None or not case.comment_voice_file_id:
+                raise TranscriptionError("unavailable", "transcription is not configured")
+            data = await self._fetch_voice(case.comment_voice_file_id)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _write_file, path, data)
+            pcm = await loop.run_in_executor(None, decode_pcm, data)  # untrusted bytes: our decoder says what is wrong
+            transcript = await self._transcriber.transcribe(pcm, language=office.language if office else "ru")
+        except Exception as error:  # noqa: BLE001 - Telegram, audio and model errors all end the same way
+            attempts = case.comment_speech_attempts + 1
+            log.warning("voice comment of negative #%s not transcribed (attempt %d): %s", case.id, attempts, error)
+            status = SpeechStatus.FAILED if attempts >= MAX_ATTEMPTS else SpeechStatus.PENDING
+            await NegativeCase.filter(id=case.id, comment_voice_file_id=case.comment_voice_file_id).update(
+                comment_speech_status=status, comment_speech_attempts=attempts
+            )
+            return
+        now = self._clock.now()
+        async with in_transaction():
+            # only if the comment is still the one we heard (a newer comment restarts the job)
+            updated = await NegativeCase.filter(id=case.id, comment_voice_file_id=case.comment_voice_file_id).update(
+                comment_speech_status=SpeechStatus.DONE, comment_transcript=transcript.text.strip()[:3000]
+            )
+            if updated and case.chat_id is not None:
+                await OutboxMessage.create(
+                    chat_id=case.chat_id, kind=OutboxKind.CASE_REFRESH, case_id=case.id, next_attempt_at=now, created_at=now
+                )
+        self._on_outbox()
+
+    async def _transcribe_conversation(self, conversation: Conversation) -> None:
+        """A phone call: transcribed and checked against its office's rules for the quality service."""
+        office = self._directory().offices.get(conversation.office_id)  # type: ignore[attr-defined]
+        try:
+            if self._transcriber is None:
+                raise TranscriptionError("unavailable", "transcription is not configured")
+            transcript = await self._transcriber.transcribe(
+                Path(conversation.audio_path or ""), language=office.language if office else "ru"
+            )
+        except (TranscriptionError, OSError) as error:
+            attempts = conversation.speech_attempts + 1
+            log.warning("conversation #%s not transcribed (attempt %d): %s", conversation.id, attempts, error)
+            await Conversation.filter(id=conversation.id).update(
+                speech_attempts=attempts, speech_error=str(error)[:2000],
+                speech_status=SpeechStatus.FAILED if attempts >= MAX_ATTEMPTS else SpeechStatus.PENDING,
+                speech_next_at=self._clock.now() + timedelta(seconds=5 * attempts),
+            )
+            return
+        shown, result = check_transcript(transcript, office.rules if office else RuleSet())
+        await Conversation.filter(id=conversation.id).update(
+            speech_status=SpeechStatus.DONE, transcript=transcript.text,
+            transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
+            rule_hits=rule_hits_record(shown, result, transcript),
+        )
 
     async def _failed(self, case: NegativeCase, error: str) -> None:
         attempts = case.speech_attempts + 1
@@ -218,6 +312,42 @@ class SpeechService:
     def _locale(self, case: NegativeCase) -> str:
         office = self._directory().offices.get(case.office_id)  # type: ignore[attr-defined]
         return office.language if office else self._settings.default_language
+
+
+def check_transcript(transcript: Transcript, rules: RuleSet) -> tuple[str, RuleResult]:
+    """The transcript as shown (one timestamped line per segment) and the rule hits in it.
+
+    Rules run on the shown text so that highlights land exactly; timestamps are digits and
+    brackets, which no rule word matches.
+    """
+    shown = transcript.with_timestamps()
+    return shown, rules.check(shown)
+
+
+def rule_hits_record(shown: str, result: RuleResult, transcript: Transcript) -> dict[str, object]:
+    """What [4 of 6]'s automatic criteria read: each hit with the second it was said at."""
+    line_starts = [0]
+    for line in shown.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+    spoken = [s for s in transcript.segments if s.text]
+
+    def second(offset: int) -> float | None:
+        line = next((i for i in range(len(line_starts) - 1) if line_starts[i] <= offset < line_starts[i + 1]), None)
+        return round(spoken[line].start, 1) if line is not None and line < len(spoken) else None
+
+    def hits(items: list) -> list[dict[str, object]]:
+        return [{"rule": h.rule, "word": h.word, "at": second(h.start)} for h in items]
+
+    return {
+        "forbidden": hits(result.forbidden_hits),
+        "required": {name: hits(found) for name, found in result.required_hits.items()},
+        "missing": list(result.required_missing),
+    }
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def _make_snippet(paths: list[tuple[str, int]], start_ms: int, end_ms: int) -> tuple[bytes, float, list[list[int]]]:

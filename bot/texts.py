@@ -56,6 +56,7 @@ class CaseView:
     commented_at: datetime | None
     comment_late: bool | None
     overdue: bool
+    comment_transcript: str | None = None
 
 
 class Texts:
@@ -113,6 +114,9 @@ class Texts:
         body = escape(v.comment_text) if v.comment_text else ""
         if v.comment_voice and not body:
             body = self.t(locale, "(voice message)")
+            if v.comment_transcript is not None:
+                heard = escape(v.comment_transcript) or self.t(locale, "(no speech recognised)")
+                body += f" 🎙 <i>{heard}</i>"
         comment = self.t(locale, "Comment")
         lines = [f"💬 <b>{comment}</b> ({by}, {self.local(v.commented_at, v.tz)}): {body}"]
         if v.comment_late:
@@ -132,8 +136,9 @@ class Texts:
                 f"{number}. #{v.case_id} {escape(v.office_code)}/{escape(v.point_code)} · {self._staff(locale, v)}"
                 f" · {self.local(v.ts, v.tz, False)} — {status}"
             )
-            if v.commented_at and v.comment_text:
-                lines.append(f"    💬 {escape(v.comment_by or '?')}: {escape(v.comment_text)}")
+            if v.commented_at and (v.comment_text or v.comment_transcript):
+                said = escape(v.comment_text) if v.comment_text else f"🎙 <i>{escape(v.comment_transcript or '')}</i>"
+                lines.append(f"    💬 {escape(v.comment_by or '?')}: {said}")
         lines.append(self.t(locale, "Press a number to comment that rating."))
         return "\n".join(lines), self._keyboard(locale, views)
 

@@ -26,6 +26,11 @@ async def test_negative_gets_the_conversation_as_voice_and_a_russian_transcript(
     from tests.speech_samples import desk_clip
 
     emu = harness.emulator
+    office = next(o for o in harness.org["offices"] if o["code"] == "MSK-1")
+    office["speech_rules"] = {
+        "forbidden": ["телефон*", "хорош*"],
+        "required": {"discount": ["скидк*"], "thanks": ["спасибо"], "greeting": ["здравствуйте"]},
+    }
     app = await harness.start(
         whisper_model="packaged:base", whisper_cache_dir=harness.tmp_path.parent / "whisper-cache",
         audio_dir=harness.tmp_path / "audio", snippet_before_seconds=24, snippet_after_seconds=0, snippet_wait_seconds=5,
@@ -62,8 +67,40 @@ async def test_negative_gets_the_conversation_as_voice_and_a_russian_transcript(
     found = [name for name, ok in WORDS.check(transcript["text"]).required_found.items() if ok]
     assert len(found) >= 2, transcript["text"]
     assert "[00:" in transcript["text"]
+    # the office's rules: every word heard is highlighted where it stands, forbidden bold, required underlined
+    marks = {(e["offset"], e["type"]) for e in transcript.get("entities", [])}
+    rules = RuleSet.from_config(office["speech_rules"])
+    body = transcript["text"].split("\n\n")[0]  # the transcript; the rules' summary line follows it
+    heard = rules.check(body)
+    for hit in heard.forbidden_hits:
+        offset = len(transcript["text"][: hit.start].encode("utf-16-le")) // 2 - 1  # the ❗ mark comes first
+        assert (offset, "bold") in marks, (hit, marks)
+    for hits in heard.required_hits.values():
+        for hit in hits:
+            offset = len(transcript["text"][: hit.start].encode("utf-16-le")) // 2
+            assert (offset, "underline") in marks, (hit, marks)
+    summary = transcript["text"].split("\n\n")[1]
+    assert "не прозвучало:" in summary and "greeting" in summary.split("не прозвучало:")[1]
     case = await NegativeCase.get(message_id=post["message_id"])
     assert case.speech_status == SpeechStatus.DONE and case.transcript
+    assert case.rule_hits is not None and "greeting" in case.rule_hits["missing"]
+    stored = {h["rule"] for h in case.rule_hits["forbidden"]} | {n for n, h in case.rule_hits["required"].items() if h}
+    assert stored == {h.rule for h in heard.forbidden_hits} | {n for n, ok in heard.required_found.items() if ok}
+    assert len(stored) >= 2
+
+    # the employee answers by voice: the comment is transcribed and shown in the post
+    spoken = desk_clip([0.3, "Клиент хотел скидку на телефон.", 0.3], "ru", fmt="ogg")
+    await emu.user_voice(STAFF_CHAT, 5003, spoken, duration=3, reply_to_message_id=post["message_id"])
+    edited = await emu.wait_for(
+        lambda: (m := emu.message(STAFF_CHAT, post["message_id"])) and "🎙" in m["text"] and m, timeout=60,
+        what="post edited with the comment's transcript",
+    )
+    comment_line = next(line for line in edited["text"].splitlines() if "🎙" in line)
+    said = RuleSet.from_config({"required": {"client": ["клиент*"], "discount": ["скидк*"], "phone": ["телефон*"]}})
+    assert sum(said.check(comment_line).required_found.values()) >= 2, comment_line
+    case = await NegativeCase.get(message_id=post["message_id"])
+    assert case.comment_speech_status == SpeechStatus.DONE and case.comment_transcript
+    assert (harness.tmp_path / "audio" / "comments" / f"case-{case.id}.ogg").read_bytes() == spoken
     assert await AudioSegment.all().count() == 2
     assert await DeadLetter.filter(reason="bad_audio").count() == 1
     assert app.speech is not None

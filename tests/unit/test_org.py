@@ -91,6 +91,17 @@ def test_fixture_resolves_every_device_point(org: OrgFile) -> None:
         ("staff_chat: -1001000000011", "staff_chat: 1001000000011", "offices[1].staff_chat: 1001000000011 is not"),
         ("comment_deadline_minutes: 60", "comment_deadline_minutes: 0", "offices[1].comment_deadline_minutes:"),
         ("company: Demo Retail\n", "", "company: required field is missing"),
+        (
+            "working minutes\n",
+            "working minutes\n  speech_rules: {forbidden: [\"ду*\"]}\n",
+            "defaults.speech_rules: rule 'ду*': the stem 'ду*' is shorter than 3 letters",
+        ),
+        (
+            "    review_url: https://yandex.ru/maps/org/1234567890/reviews/\n",
+            "    speech_rules: {required: {greeting: [1]}}\n",
+            "offices[0].speech_rules: a rule must be a non-empty string, got 1",
+        ),
+        ("{id: rec-msk-w1, kind: recorder,", "{id: rec-msk-w1, kind: recorder, topic: x,", "devices[5].topic: recorder devices"),
         ("staff:\n", "stuff:\n", "stuff: unknown field; did you mean staff?"),
     ],
 )
@@ -141,7 +152,7 @@ async def test_first_import_adds_everything(db: None, org: OrgFile) -> None:
         "points: 6 added, 0 changed, 0 unchanged",
         "staff: 6 added, 0 changed, 0 unchanged",
         "roster: 2 added, 0 changed, 0 unchanged",
-        "devices: 5 added, 0 changed, 0 unchanged",
+        "devices: 6 added, 0 changed, 0 unchanged",
     ]
     device = await Device.get(id="desk4-shelly").prefetch_related("point__office")
     assert (device.point.office.code, device.point.code) == ("MSK-1", "W4")
@@ -161,7 +172,7 @@ async def test_reimport_reports_everything_unchanged_and_writes_nothing(db: None
         "points: 0 added, 0 changed, 6 unchanged",
         "staff: 0 added, 0 changed, 6 unchanged",
         "roster: 0 added, 0 changed, 2 unchanged",
-        "devices: 0 added, 0 changed, 5 unchanged",
+        "devices: 0 added, 0 changed, 6 unchanged",
     ]
 
 
@@ -231,7 +242,7 @@ async def test_rows_not_in_file_are_kept_and_counted(db: None, org: OrgFile, org
     assert await Device.filter(id="ekb-btn-1").exists()
     assert await Staff.filter(code="admin").exists()
     assert report.devices.not_in_file == 1
-    assert "devices: 0 added, 0 changed, 4 unchanged, 1 not in file (kept)" in report.lines()
+    assert "devices: 0 added, 0 changed, 5 unchanged, 1 not in file (kept)" in report.lines()
 
 
 @pytest.mark.asyncio

@@ -149,3 +149,26 @@ def test_highlight_forbidden_wins_where_hits_overlap() -> None:
 
 def test_highlight_without_hits_is_only_escaped() -> None:
     assert highlight_html("a < b", RuleSet().check("a < b")) == "a &lt; b"
+
+
+def test_rule_hits_record_says_which_second_each_hit_was_said_at() -> None:
+    from bot.speech_service import check_transcript, rule_hits_record
+    from speech.transcriber import Segment, Transcript
+
+    transcript = Transcript(
+        "ru", 30.0,
+        [Segment(0.0, 2.5, "Здравствуйте!"), Segment(3.0, 4.0, ""), Segment(12.4, 15.0, "Я не знаю, где ваша карта.")],
+        "Здравствуйте! Я не знаю, где ваша карта.",
+    )
+    rules = RuleSet.from_config({"forbidden": ["не знаю"], "required": {"greeting": ["здравствуйте"], "card": ["карт* лояльности"]}})
+    shown, result = check_transcript(transcript, rules)
+    assert shown == "[00:00] Здравствуйте!\n[00:12] Я не знаю, где ваша карта."
+    record = rule_hits_record(shown, result, transcript)
+    assert record == {
+        "forbidden": [{"rule": "не знаю", "word": "не знаю", "at": 12.4}],
+        "required": {"greeting": [{"rule": "здравствуйте", "word": "Здравствуйте", "at": 0.0}], "card": []},
+        "missing": ["card"],
+    }
+    assert highlight_html(shown, result) == (
+        "[00:00] <u>Здравствуйте</u>!\n[00:12] Я <b>❗не знаю</b>, где ваша карта."
+    )
