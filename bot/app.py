@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from bot import db
 from bot.audio import AudioService
+from bot.retention import RetentionService
 from bot.speech_service import SpeechService
 from speech.store import SegmentStore
 from speech.transcriber import Transcriber, WhisperTranscriber
@@ -89,6 +90,7 @@ class App:
     staff_service: StaffService
     comments: CommentService
     speech: SpeechService
+    retention: RetentionService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pinned_models: list[object] = field(default_factory=list)
 
@@ -113,6 +115,7 @@ class App:
             spawn(self.ingest.run(stop), "ingest"),
             spawn(self.scheduler.run(stop), "deadlines"),
             spawn(self.speech.run(stop), "speech"),
+            spawn(self.retention.run(stop), "retention"),
         ]
         if self.bot is None:
             log.warning("BOT_TOKEN is not set: Telegram is off; events are stored and messages wait in the outbox")
@@ -167,9 +170,9 @@ def build(
         bot = make_bot(settings)
     outbox = OutboxSender(bot, settings, clock, texts, lambda: holder.directory) if bot is not None else None
     notify = outbox.notify if outbox is not None else (lambda: None)
-    audio = AudioService(
-        SegmentStore(settings.audio_dir), clock, lambda: holder.directory, timedelta(hours=settings.audio_retention_hours)
-    )
+    store = SegmentStore(settings.audio_dir)
+    audio = AudioService(store, clock, lambda: holder.directory, timedelta(hours=settings.audio_retention_hours))
+    retention = RetentionService(settings, clock, store)
     ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify, audio=audio)
     scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, notify)
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
@@ -186,7 +189,7 @@ def build(
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
     dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
-    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech)
+    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention)
     app.pinned_models = pin_response_models()
     return app
 
