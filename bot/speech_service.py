@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 
+import numpy as np
 from tortoise.transactions import in_transaction
 
 from bot.audio import AudioService, read_file
@@ -92,14 +93,34 @@ class SpeechService:
             await closer()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                busy = await self.run_once()
-            except Exception:
-                log.exception("speech pass failed")
-                busy = False
-            if not busy:
-                await wait_first(self._clock.sleep(1.0), stop.wait())
+        # the first negative should not wait seconds for the model: load it while nothing happens
+        preload = asyncio.create_task(self._preload(), name="whisper-preload") if self._model_is_local() else None
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.run_once()
+                except Exception:
+                    log.exception("speech pass failed")
+                    busy = False
+                if not busy:
+                    await wait_first(self._clock.sleep(1.0), stop.wait())
+        finally:
+            if preload is not None:
+                await preload  # the load runs in a thread and cannot be cancelled: let it finish
+
+    def _model_is_local(self) -> bool:
+        """Packaged or on disk: loading cannot stall on a hub download nobody can reach."""
+        model = self._settings.whisper_model
+        return model.startswith("packaged:") or Path(model).is_dir()
+
+    async def _preload(self) -> None:
+        loader = getattr(self._transcriber, "load", None)
+        if loader is None:
+            return
+        try:
+            await loader()
+        except Exception as error:  # noqa: BLE001 - reported again, per negative, when it is used
+            log.warning("whisper model did not load at start: %s", error)
 
     async def run_once(self) -> bool:
         """One pass: negatives' snippets first (the group waits for them), then comments, then calls."""
@@ -108,10 +129,11 @@ class SpeechService:
             speech_status__in=[SpeechStatus.WAITING, SpeechStatus.PENDING], speech_next_at__lte=now, message_id__isnull=False
         ).order_by("id").limit(5).select_related("rating", "office")
         for case in due:
+            pcm = None
             if case.speech_status == SpeechStatus.WAITING:
-                await self._cut(case, now)
+                pcm = await self._cut(case, now)
             if case.speech_status == SpeechStatus.PENDING:
-                await self._transcribe(case)
+                await self._transcribe(case, pcm)
         comments = await NegativeCase.filter(comment_speech_status=SpeechStatus.PENDING).order_by("id").limit(5)
         for case in comments:
             await self._transcribe_comment(case)
@@ -134,7 +156,8 @@ class SpeechService:
         end = await PresenceEvent.filter(point_id=rating.point_id, state="end", ts__gte=start.ts).order_by("ts").first()  # type: ignore[attr-defined]
         return (_ms(start.ts), _ms(end.ts) if end else None)
 
-    async def _cut(self, case: NegativeCase, now: datetime) -> None:
+    async def _cut(self, case: NegativeCase, now: datetime) -> np.ndarray | None:
+        """Cut and post the snippet; returns its PCM so the transcript needs no second decode."""
         settings = self._settings
         rating = case.rating
         start_ms, end_ms = snippet_window(
@@ -148,7 +171,7 @@ class SpeechService:
         if (covered_to is None or covered_to < end) and not waited_enough:
             case.speech_next_at = now + timedelta(seconds=5)
             await case.save(update_fields=["speech_next_at"])
-            return
+            return None
         locale = self._locale(case)
         if not segments:
             async with in_transaction():
@@ -156,14 +179,14 @@ class SpeechService:
                 await self._text(case, self._texts.t(locale, "No recording of this conversation was found."))
             case.speech_status = SpeechStatus.NO_AUDIO
             self._on_outbox()
-            return
+            return None
         loop = asyncio.get_running_loop()
         paths = [(s.path, _ms(s.started_at)) for s in segments]
         try:
-            ogg, seconds, gaps = await loop.run_in_executor(None, _make_snippet, paths, start_ms, end_ms)
+            ogg, seconds, gaps, pcm = await loop.run_in_executor(None, _make_snippet, paths, start_ms, end_ms)
         except (AudioError, OSError) as error:
             await self._failed(case, f"audio: {error}")
-            return
+            return None
         self._snippets.mkdir(parents=True, exist_ok=True)
         path = self._snippets / f"case-{case.id}.ogg"
         await loop.run_in_executor(None, path.write_bytes, ogg)
@@ -184,15 +207,17 @@ class SpeechService:
             )
         case.speech_status, case.snippet_path, case.snippet_seconds = SpeechStatus.PENDING, str(path), seconds
         self._on_outbox()
+        return pcm
 
-    async def _transcribe(self, case: NegativeCase) -> None:
+    async def _transcribe(self, case: NegativeCase, pcm: np.ndarray | None = None) -> None:
         locale = self._locale(case)
         if self._transcriber is None or not case.snippet_path:
             await self._failed(case, "transcription is not configured")
             return
         office = self._directory().offices.get(case.office_id)  # type: ignore[attr-defined]
         try:
-            transcript = await self._transcriber.transcribe(Path(case.snippet_path), language=office.language if office else "ru")
+            audio = pcm if pcm is not None else Path(case.snippet_path)  # after a restart: the stored snippet
+            transcript = await self._transcriber.transcribe(audio, language=office.language if office else "ru")
         except (TranscriptionError, OSError) as error:
             await self._failed(case, f"transcription: {error}")
             return
@@ -350,7 +375,9 @@ def _write_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _make_snippet(paths: list[tuple[str, int]], start_ms: int, end_ms: int) -> tuple[bytes, float, list[list[int]]]:
+def _make_snippet(
+    paths: list[tuple[str, int]], start_ms: int, end_ms: int
+) -> tuple[bytes, float, list[list[int]], np.ndarray]:
     """Decode the segments, cut the window sample-exactly, encode Ogg/Opus (runs in an executor)."""
     segments = []
     for path, segment_start in paths:
@@ -361,7 +388,7 @@ def _make_snippet(paths: list[tuple[str, int]], start_ms: int, end_ms: int) -> t
     result = cut(segments, start_ms, end_ms)
     if not result.has_audio:
         raise AudioError("corrupt", "no segment in the window could be decoded")
-    return encode_ogg_opus(result.pcm), result.duration_s, [list(g) for g in result.gaps]
+    return encode_ogg_opus(result.pcm), result.duration_s, [list(g) for g in result.gaps], result.pcm
 
 
 def _ms(at: datetime) -> int:
