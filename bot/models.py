@@ -67,6 +67,8 @@ class Office(Model):
     hourly_digest = fields.BooleanField(default=False)
     digest_sent_until = fields.DatetimeField(null=True)
     speech_rules = fields.JSONField(null=True)  # speech.rules.RuleSet config: forbidden words, required phrases
+    daily_digest_on = fields.DateField(null=True)  # the local day whose morning digest went out last
+    weekly_digest_on = fields.DateField(null=True)
 
     class Meta:
         table = "office"
@@ -94,6 +96,7 @@ class Staff(Model):
     telegram_id = fields.BigIntField(null=True, unique=True)
     language = fields.CharField(max_length=8, null=True)
     active = fields.BooleanField(default=True)
+    digests = fields.BooleanField(default=True, db_default=True)  # /digest off stops the daily and weekly digests
 
     class Meta:
         table = "staff"
@@ -166,10 +169,13 @@ class Rating(Model):
     ticket = fields.CharField(max_length=32, null=True)
     excluded_reason = fields.CharEnumField(ExclusionReason, max_length=16, null=True)
     excluded_by = fields.CharField(max_length=64, null=True)
+    # the office's local calendar, fixed at insert: reports group by it in SQL on any database
+    local_date = fields.DateField(null=True)
+    local_hour = fields.SmallIntField(null=True)
 
     class Meta:
         table = "rating"
-        indexes = (("point_id", "ts"), ("office_id", "ts"))
+        indexes = (("point_id", "ts"), ("office_id", "ts"), ("office_id", "local_date"), ("staff_id", "local_date"))
 
 
 class NegativeCase(Model):
@@ -294,10 +300,28 @@ class PresenceEvent(Model):
     ticket = fields.CharField(max_length=32, null=True)
     staff_code = fields.CharField(max_length=64, null=True)
     ts = fields.DatetimeField()
+    local_date = fields.DateField(null=True)  # the office's local day: clients served are counted per day
 
     class Meta:
         table = "presence_event"
-        indexes = (("point_id", "ts"),)
+        indexes = (("point_id", "ts"), ("point_id", "local_date"))
+
+
+class ServedClients(Model):
+    """Clients served in an office on a local day, entered by hand (/served) where no sensor counts them."""
+
+    id = fields.IntField(primary_key=True)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="served")
+    day = fields.DateField()
+    clients = fields.IntField()
+    entered_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="served_entries", null=True
+    )
+    entered_at = fields.DatetimeField()
+
+    class Meta:
+        table = "served_clients"
+        unique_together = (("office", "day"),)
 
 
 class DeadLetter(Model):

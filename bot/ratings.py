@@ -162,7 +162,7 @@ class RatingService:
             rows.append(
                 PresenceRow(
                     event_uid=uid, point_id=point.id, state=event.state, ticket=event.ticket,
-                    staff_code=event.staff, ts=event.ts,
+                    staff_code=event.staff, ts=event.ts, local_date=event.ts.astimezone(point.office.tz).date(),
                 )
             )
         if rows:
@@ -206,8 +206,10 @@ class RatingService:
         fresh.sort(key=lambda r: r.event.ts)
         await self._mark_repeats(fresh)
         await self._resolve_presence_and_staff(fresh, directory)
-        rows = [
-            Rating(
+        rows = []
+        for r in fresh:
+            local = r.event.ts.astimezone(r.point.office.tz)
+            rows.append(Rating(
                 event_uid=r.event.event_uid,
                 device_id=r.event.device_id,
                 office_id=r.point.office.id,
@@ -217,9 +219,9 @@ class RatingService:
                 ts=r.event.ts,
                 received_at=now,
                 excluded_reason=r.excluded,
-            )
-            for r in fresh
-        ]
+                local_date=local.date(),
+                local_hour=local.hour,
+            ))
         await Rating.bulk_create(rows, batch_size=500)
         result.ratings = len(rows)
         result.excluded = sum(1 for r in fresh if r.excluded)

@@ -23,7 +23,12 @@ async def _upgrade_with_rows(url: str) -> list[dict]:
     conn = connections.get(next(iter(config["connections"])))
     await conn.execute_script(
         "INSERT INTO office (code, name, timezone, working_hours, language, comment_deadline_minutes, post_positive,"
-        " hourly_digest) VALUES ('MSK-1', 'M', 'Europe/Moscow', '{}', 'ru', 30, false, false)"
+        " hourly_digest) VALUES ('MSK-1', 'M', 'Europe/Moscow', '{}', 'ru', 30, false, false);"
+        "INSERT INTO point (office_id, code, name) VALUES (1, 'W1', 'W');"
+        # 21:30 UTC on the 1st is 00:30 on the 2nd in Moscow: the backfill must say the 2nd
+        "INSERT INTO rating (event_uid, device_id, office_id, point_id, value, ts, received_at)"
+        " VALUES ('e1', 'btn', 1, 1, 'bad', '2026-11-01 21:30:00+00:00', '2026-11-01 21:30:01+00:00');"
+        "INSERT INTO presence_event (event_uid, point_id, state, ts) VALUES ('p1', 1, 'start', '2026-11-01 21:29:00+00:00')"
     )
     await Tortoise.close_connections()
     await db.upgrade(url)  # to the head: columns added to tables that have rows
@@ -31,6 +36,10 @@ async def _upgrade_with_rows(url: str) -> list[dict]:
     conn = connections.get(next(iter(config["connections"])))
     rows = await conn.execute_query_dict("SELECT code FROM office")
     applied = await conn.execute_query_dict("SELECT name FROM tortoise_migrations ORDER BY name")
+    local = await conn.execute_query_dict("SELECT local_date, local_hour FROM rating")
+    presence = await conn.execute_query_dict("SELECT local_date FROM presence_event")
+    assert [(str(r["local_date"]), r["local_hour"]) for r in local] == [("2026-11-02", 0)]
+    assert [str(r["local_date"]) for r in presence] == ["2026-11-02"]
     await db.close()
     return [*rows, *applied]
 
