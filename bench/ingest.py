@@ -586,6 +586,7 @@ class Runner:
         database_url = await self.database.fresh(tag)
         root = f"bench{tag}/v1"
         settings = load_settings(
+            http_port=0,
             bot_token="123456:TEST", database_url=database_url, mqtt_url=self.broker.url or "mqtt://127.0.0.1:1883",
             mqtt_topic_root=root, org_file=org_path,
             ingest_batch_size=args.batch_size, ingest_batch_wait_ms=args.batch_wait_ms,
@@ -692,6 +693,7 @@ class Runner:
 
         root = f"bench{tag}/v1"
         settings = load_settings(
+            http_port=0,
             bot_token=emu.token, telegram_api_url=emu.url, database_url=database_url, mqtt_url=self.broker.url,
             mqtt_topic_root=root, mqtt_client_id=f"loyalty-bench-{tag}", org_file=org_path,
             ingest_batch_size=args.batch_size, ingest_batch_wait_ms=args.batch_wait_ms,

@@ -107,6 +107,7 @@ async def press_to_transcript(cache: Path) -> float:
     emu = BotApiEmulator()
     await emu.start()
     settings = load_settings(
+        http_port=0,
         bot_token=emu.token, telegram_api_url=emu.url, database_url=f"sqlite://{tmp}/db.sqlite3",
         mqtt_topic_root=f"b{tag}/v1", mqtt_client_id=f"bench-{tag}", org_file=org_path, audio_dir=tmp / "audio",
         whisper_model="packaged:base", whisper_cache_dir=cache, snippet_before_seconds=180, snippet_after_seconds=0,

@@ -7,6 +7,7 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -14,27 +15,27 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import BotCommand
 
-from datetime import timedelta
-
 from bot import db
 from bot.audio import AudioService
-from bot.retention import RetentionService
-from bot.speech_service import SpeechService
-from speech.store import SegmentStore
-from speech.transcriber import Transcriber, WhisperTranscriber
 from bot.clock import Clock, SystemClock, wait_first
 from bot.comments import CommentService
 from bot.deadlines import DeadlineScheduler
 from bot.directory import Directory
 from bot.outbox import OutboxSender
 from bot.ratings import RatingService
+from bot.retention import RetentionService
 from bot.settings import DEFAULT_TELEGRAM_API_URL, Settings
+from bot.speech_service import SpeechService
 from bot.staff import StaffService
 from bot.texts import Texts, make_i18n
+from bot.uploads import DeviceTokens, UploadService
 from devices.ingest import MqttIngest
 from devices.routing import TopicRouter
+from devices.upload import HttpServer, add_upload_routes, make_http_app
 from handlers import admin, common, group_comments, shifts
 from handlers.middlewares import StaffLocaleMiddleware, StaffMiddleware
+from speech.store import SegmentStore
+from speech.transcriber import Transcriber, WhisperTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class App:
     comments: CommentService
     speech: SpeechService
     retention: RetentionService
+    http: HttpServer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pinned_models: list[object] = field(default_factory=list)
 
@@ -105,6 +107,8 @@ class App:
             for line in report.lines():
                 log.info("org: %s", line)
         await self.holder.reload()
+        await self.http.start()  # after the reload: uploads are checked against the org snapshot
+        log.info("HTTP API on %s", self.http.url)
         # Everything loaded so far lives as long as the process: keep the collector from
         # re-scanning it on every full collection (gen-2 pauses stall the event loop).
         gc.collect()
@@ -134,6 +138,7 @@ class App:
 
     async def shutdown(self) -> None:
         """In-flight work finishes: the ingest batch in hand is stored and acknowledged."""
+        await self.http.stop()  # uploads in progress finish while the database is still open
         if self.bot is not None:
             try:
                 await self.dp.stop_polling()
@@ -173,6 +178,13 @@ def build(
     store = SegmentStore(settings.audio_dir)
     audio = AudioService(store, clock, lambda: holder.directory, timedelta(hours=settings.audio_retention_hours))
     retention = RetentionService(settings, clock, store)
+    max_bytes = int(settings.upload_max_mb * 1024 * 1024)
+    http_app = make_http_app(max_bytes)  # one aiohttp app: later issues add their pages to it
+    add_upload_routes(
+        http_app, UploadService(audio, clock, timedelta(days=settings.audio_keep_days)), DeviceTokens(),
+        max_bytes=max_bytes, max_future=timedelta(seconds=settings.max_future_seconds), clock=clock,
+    )
+    http = HttpServer(http_app, settings.http_host, settings.http_port)
     ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify, audio=audio)
     scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, notify)
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
@@ -189,7 +201,7 @@ def build(
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
     dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
-    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention)
+    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention, http)
     app.pinned_models = pin_response_models()
     return app
 

@@ -1,4 +1,4 @@
-"""The `loyalty` command: run, db upgrade, org import, check, simulate."""
+"""The `loyalty` command: run, db upgrade, org import, check, simulate, device token."""
 
 from __future__ import annotations
 
@@ -96,15 +96,14 @@ async def _check(settings: Settings) -> int:
         verdict("database", False, f"{settings.database_url}: {exc}")
     finally:
         await db.close()
+    from bot.retention import measure
     from speech.models import describe_model
-    from speech.store import SegmentStore
 
-    line = await asyncio.get_running_loop().run_in_executor(
-        None, describe_model, settings.whisper_model, settings.whisper_cache_dir
-    )
+    loop = asyncio.get_running_loop()
+    line = await loop.run_in_executor(None, describe_model, settings.whisper_model, settings.whisper_cache_dir)
     verdict("speech", line.endswith("loads OK"), line)
-    usage = SegmentStore(settings.audio_dir).usage_bytes()
-    verdict("audio store", True, f"{settings.audio_dir}: {usage / 1_048_576:.1f} MiB")
+    usage = await loop.run_in_executor(None, measure, settings.audio_dir, settings.audio_disk_cap_mb * 1_048_576)
+    verdict("audio store", not usage.over_cap, usage.describe())
     target = settings.mqtt
     try:
         async with aiomqtt.Client(target.host, target.port, username=target.username, password=target.password, timeout=5):
@@ -164,6 +163,33 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _device_token(settings: Settings, device_id: str) -> int:
+    """A new upload token, shown once: only its hash is stored, so it cannot be shown again."""
+    from bot import db
+    from bot.uploads import DeviceTokens, UnknownDevice
+
+    await db.upgrade(settings.database_url)
+    await db.connect(settings.database_url)
+    try:
+        token = await DeviceTokens().issue(device_id)
+    except UnknownDevice:
+        print(f"device {device_id!r} is not in the org: add it under devices: and run `loyalty org import FILE`", file=sys.stderr)
+        return 2
+    finally:
+        await db.close()
+    host = settings.http_host if settings.http_host not in ("0.0.0.0", "::", "") else "SERVER"
+    host = f"[{host}]" if ":" in host else host
+    print(f"device {device_id}: new upload token (the previous one, if any, no longer works)")
+    print(f"  {token}")
+    print("It is shown only this once; keep it in the recorder's settings. Upload a segment with:")
+    print(
+        f"  curl -H 'Authorization: Bearer {token}' -F started_at=$(date +%s000) -F file=@segment.ogg"
+        f" http://{host}:{settings.http_port}/api/v1/audio"
+    )
+    print("a phone call: add -F kind=call -F caller=+79990001122 -F staff=STAFF_CODE")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loyalty", description="Loyalty Desk: feedback buttons → Telegram")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     org.add_argument("action", choices=["import"])
     org.add_argument("file", type=Path)
     sub.add_parser("check", help="settings, database, broker and Bot API, each with a verdict")
+    dev = sub.add_parser("device", help="devices: a new upload token for the HTTP API")
+    dev.add_argument("action", choices=["token"])
+    dev.add_argument("device_id", help="the device's id in the org file")
     sim = sub.add_parser("simulate", help="publish realistic device traffic to the broker")
     sim.add_argument("--rate", type=float, default=5.0, help="messages per second (default 5)")
     sim.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
@@ -200,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_org_import(settings, args.file))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "device":
+            return asyncio.run(_device_token(settings, args.device_id))
         if args.command == "simulate":
             if args.seed is None:
                 args.seed = int(time.time())

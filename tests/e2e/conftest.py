@@ -65,6 +65,7 @@ class Harness:
             org_file=self.org_path,
             scheduler_interval_seconds=0.2,
             ingest_batch_wait_ms=10,
+            http_port=0,  # a free port: tests run side by side and 8080 may be taken
         )
         values.update(overrides)
         return load_settings(**values)

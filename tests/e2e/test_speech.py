@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -103,3 +104,70 @@ async def test_negative_gets_the_conversation_as_voice_and_a_russian_transcript(
     assert await AudioSegment.all().count() == 2
     assert await DeadLetter.filter(reason="bad_audio").count() == 1
     assert app.speech is not None
+
+
+async def test_uploaded_audio_serves_negatives_and_calls_become_transcribed_conversations(harness: Harness) -> None:
+    """A recorder without MQTT: HTTP segments feed a negative's snippet; a phone call is transcribed."""
+    import aiohttp
+
+    from bot.models import Conversation, ConversationKind
+    from bot.uploads import DeviceTokens
+    from tests.speech_samples import desk_clip
+
+    emu = harness.emulator
+    office = next(o for o in harness.org["offices"] if o["code"] == "MSK-1")
+    office["speech_rules"] = {"forbidden": ["хорош*"], "required": {"discount": ["скидк*"]}}
+    app = await harness.start(
+        whisper_model="packaged:base", whisper_cache_dir=harness.tmp_path.parent / "whisper-cache",
+        audio_dir=harness.tmp_path / "audio", snippet_before_seconds=6, snippet_after_seconds=0, snippet_wait_seconds=5,
+    )
+    recorder = harness.device("recorder")["id"]
+    token = await DeviceTokens().issue(recorder)
+    url = f"{app.http.url}/api/v1/audio"
+    press_ms = int(time.time() * 1000)
+    segment = desk_clip([1.0, "Спасибо, хорошо.", 1.0], "ru", fmt="wav")
+    call = desk_clip([0.5, "Сегодня скидка на телефон.", 0.5, "Спасибо, хорошо.", 0.5], "ru", fmt="ogg")
+
+    async def upload(form: dict[str, str], data: bytes, bearer: str = token) -> tuple[int, dict]:
+        body = aiohttp.FormData()
+        for key, value in form.items():
+            body.add_field(key, value)
+        body.add_field("file", data, filename="audio.bin")
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=body, headers={"Authorization": f"Bearer {bearer}"}) as response:
+                return response.status, await response.json()
+
+    seconds = probe(segment).duration_s
+    status, answer = await upload({"started_at": str(press_ms - int(seconds * 1000))}, segment)
+    assert (status, answer["status"]) == (201, "stored"), answer
+    assert (await upload({"started_at": str(press_ms)}, segment, bearer="wrong"))[0] == 401
+    status, answer = await upload({"kind": "call", "started_at": str(press_ms - 60_000), "caller": "+79990001122", "staff": "ivanova"}, call)
+    assert (status, answer["kind"]) == (201, "call"), answer
+
+    native = harness.device("native")
+    rating = {"id": "up-1", "ts": datetime.fromtimestamp(press_ms / 1000, UTC).isoformat(), "device": native["id"], "value": "bad"}
+    await harness.publish(f"{harness.root}/MSK-1/W1/rating", json.dumps(rating).encode())
+    voice = await emu.wait_for(
+        lambda: next((m for m in emu.bot_messages(STAFF_CHAT) if "voice" in m), None), timeout=30, what="voice message"
+    )
+    assert abs(voice["voice"]["duration"] - 6) <= 1
+    assert await AudioSegment.filter(source="http").count() == 1
+
+    async def call_done() -> Conversation | None:
+        found = await Conversation.get(id=answer["id"]).select_related("staff")
+        return found if found.speech_status == SpeechStatus.DONE else None
+
+    deadline = time.monotonic() + 120
+    conversation = None
+    while conversation is None and time.monotonic() < deadline:
+        conversation = await call_done()
+        await asyncio.sleep(0.5)
+    assert conversation is not None, "the call was not transcribed"
+    assert conversation.kind == ConversationKind.CALL and conversation.caller == "+79990001122"
+    assert conversation.staff is not None and conversation.staff.code == "ivanova"
+    assert sum(WORDS.check(conversation.transcript or "").required_found.values()) >= 2, conversation.transcript
+    heard = RuleSet.from_config(office["speech_rules"]).check(conversation.transcript_segments and "\n".join(
+        s[2] for s in conversation.transcript_segments) or "")
+    assert conversation.rule_hits is not None
+    assert bool(conversation.rule_hits["forbidden"]) == bool(heard.forbidden_hits)
+    assert conversation.rule_hits["missing"] == heard.required_missing
