@@ -20,9 +20,12 @@ from bot.audio import AudioService
 from bot.clock import Clock, SystemClock, wait_first
 from bot.comments import CommentService
 from bot.deadlines import DeadlineScheduler
+from bot.digests import DigestService
 from bot.directory import Directory
 from bot.outbox import OutboxSender
+from bot.kpi import KpiService
 from bot.ratings import RatingService
+from bot.reports import ReportService
 from bot.retention import RetentionService
 from bot.settings import DEFAULT_TELEGRAM_API_URL, Settings
 from bot.speech_service import SpeechService
@@ -33,6 +36,7 @@ from devices.ingest import MqttIngest
 from devices.routing import TopicRouter
 from devices.upload import HttpServer, add_upload_routes, make_http_app
 from handlers import admin, common, group_comments, shifts
+from handlers import reports as reports_handlers
 from handlers.middlewares import StaffLocaleMiddleware, StaffMiddleware
 from speech.store import SegmentStore
 from speech.transcriber import Transcriber, WhisperTranscriber
@@ -93,6 +97,7 @@ class App:
     speech: SpeechService
     retention: RetentionService
     http: HttpServer
+    digests: DigestService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pinned_models: list[object] = field(default_factory=list)
 
@@ -120,13 +125,19 @@ class App:
             spawn(self.scheduler.run(stop), "deadlines"),
             spawn(self.speech.run(stop), "speech"),
             spawn(self.retention.run(stop), "retention"),
+            spawn(self.digests.run(stop), "digests"),
         ]
         if self.bot is None:
             log.warning("BOT_TOKEN is not set: Telegram is off; events are stored and messages wait in the outbox")
             return
         try:
             await self.bot.set_my_commands(
-                [BotCommand(command="shift", description="Смена: где я работаю"), BotCommand(command="help", description="Помощь")]
+                [
+                    BotCommand(command="shift", description="Смена: где я работаю"),
+                    BotCommand(command="report", description="Отчёт: показатели и графики"),
+                    BotCommand(command="me", description="Мои показатели"),
+                    BotCommand(command="help", description="Помощь"),
+                ]
             )
         except Exception as exc:  # commands are a nicety; the Bot API may be briefly away
             log.warning("setMyCommands failed: %s", exc)
@@ -195,13 +206,26 @@ def build(
         fetch_voice=voice_fetcher(bot) if bot is not None else None,
     )
 
-    dp = Dispatcher(settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts)
+    kpi = KpiService(clock)
+    reports = ReportService(clock, texts, kpi)
+    digests = DigestService(
+        clock, texts, kpi, lambda: holder.directory, reports.summary_text, settings.digest_time,
+        settings.scheduler_interval_seconds, notify,
+    )
+
+    dp = Dispatcher(
+        settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts, reports=reports,
+        digests=digests,
+    )
     dp.update.outer_middleware(StaffMiddleware(staff_service))
     locale = StaffLocaleMiddleware(i18n, settings.default_language)
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
-    dp.include_routers(common.make_router(), admin.make_router(), shifts.make_router(), group_comments.make_router())
-    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention, http)
+    dp.include_routers(
+        common.make_router(), admin.make_router(), shifts.make_router(), reports_handlers.make_router(),
+        group_comments.make_router(),
+    )
+    app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention, http, digests)
     app.pinned_models = pin_response_models()
     return app
 

@@ -12,3 +12,10 @@ class CommentCb(CallbackData, prefix="cm"):
 
 class ShiftCb(CallbackData, prefix="sh"):
     point_id: int
+
+
+class ReportCb(CallbackData, prefix="rp"):
+    step: str  # p: period picked, c: custom period, s: scope picked, x: export
+    period: str  # 7d, month, … or absolute 20261101-20261121
+    scope: str = ""  # c, o12, p7, s31
+    fmt: str = ""  # csv | xlsx

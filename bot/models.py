@@ -304,7 +304,7 @@ class PresenceEvent(Model):
 
     class Meta:
         table = "presence_event"
-        indexes = (("point_id", "ts"), ("point_id", "local_date"))
+        indexes = (("point_id", "ts"), ("local_date", "point_id"))
 
 
 class ServedClients(Model):

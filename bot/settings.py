@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=600, gt=0, description="how often retention runs")
     http_host: str = Field(default="127.0.0.1", description="the HTTP API (audio upload) listens here")
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
+    digest_time: time = Field(default=time(9, 0), description="local time of the managers' morning digest")
     upload_max_mb: float = Field(default=50, gt=0, description="largest accepted upload")
 
     @field_validator("telegram_api_url")

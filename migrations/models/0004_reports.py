@@ -73,7 +73,7 @@ class Migration(migrations.Migration):
         ),
         ops.AddIndex(
             model_name='PresenceEvent',
-            index=Index(fields=['point_id', 'local_date']),
+            index=Index(fields=['local_date', 'point_id']),
         ),
         ops.AddField(
             model_name='Rating',

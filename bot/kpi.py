@@ -1,0 +1,670 @@
+"""KPI figures for /report, /me and the digests: counts and ratios per scope and period.
+
+Everything is aggregated in SQL (GROUP BY over indexed columns) with the same Tortoise
+queries on SQLite and PostgreSQL; Python only adds up grouped rows (a few per day at most)
+and computes the ratios. Periods are cut in the office's time zone: a rating's local day and
+hour (``Rating.local_date``/``local_hour``) are fixed at insert, so a rating at 23:30 MSK on
+the 1st belongs to the 1st whatever the database's or the server's zone.
+
+Definitions (DESIGN.md, "KPIs"), over *valid* ratings (``excluded_reason`` is null):
+
+- ``N+``, ``N0``, ``N-`` good, neutral, bad; ``N = N+ + N0 + N-``;
+- satisfaction ``N+ / N``; like-index ``(N+ − N-) / N × 100``; happy index
+  ``(100·N+ + 50·N0) / N`` (HappyOrNot's: good 100, neutral 50, bad 0);
+- ``S`` clients served, per office and local day: the queue terminal's or presence sensor's
+  ``start`` events where there are any that day, otherwise the figure entered with
+  ``/served``; response rate ``N / S``, customer support index ``N+ / S × 100``, customer
+  criticality index ``N- / S × 100``. The ``N`` in these three counts only ratings of the
+  office-days that have an ``S``, so a day nobody counted does not inflate them;
+- comment compliance: negatives commented on time / negatives due (see ``CommentStats``);
+- every ratio is ``None`` when its denominator is 0: the renderer shows "no data".
+
+Ratings keep the office they were given in (``Rating.office_id``), so office figures follow
+the rating and an employee's own figures span every office they worked in.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Count
+from tortoise.queryset import QuerySet
+
+from bot.clock import Clock
+from bot.errors import DomainError, NotFound
+from bot.models import ExclusionReason, NegativeCase, Office, PresenceEvent, Rating, RatingValue, ServedClients, Staff
+
+__all__ = [
+    "MAX_PERIOD_DAYS",
+    "ComplianceDay",
+    "CommentStats",
+    "DayCounts",
+    "KpiService",
+    "KpiSummary",
+    "Period",
+    "PeriodError",
+    "Scope",
+    "Served",
+    "ServedEntry",
+    "ServedSource",
+    "StaffKpi",
+    "local_calendar",
+    "local_today",
+    "parse_period",
+]
+
+MAX_PERIOD_DAYS = 366
+MAX_SERVED_PER_DAY = 100_000
+
+ServedSource = Literal["presence", "manual", "mixed"]
+
+
+# --- periods ------------------------------------------------------------------------------
+
+
+class PeriodError(DomainError, ValueError):
+    """A period the user typed that means nothing; ``message`` is a gettext msgid."""
+
+    def __str__(self) -> str:
+        return self.message.format(**self.params) if self.params else self.message
+
+
+PERIOD_FORMS = "today, yesterday, 7d, 30d, month, last_month, YYYY-MM-DD..YYYY-MM-DD"
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Local days ``start``..``end``, both inclusive, in each office's own time zone."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise PeriodError("The period starts after it ends: {start} > {end}.", start=self.start, end=self.end)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of the same length that ends the day before this one starts."""
+        end = self.start - timedelta(days=1)
+        return Period(end - timedelta(days=self.days - 1), end)
+
+    def dates(self) -> Iterator[date]:
+        for offset in range(self.days):
+            yield self.start + timedelta(days=offset)
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.start <= day <= self.end
+
+    def utc_bounds(self, tz: ZoneInfo) -> tuple[datetime, datetime]:
+        """``[from, to)`` in aware datetimes: local midnight of ``start`` to that after ``end``."""
+        begin = datetime.combine(self.start, time(), tz)
+        after = datetime.combine(self.end + timedelta(days=1), time(), tz)
+        return begin, after
+
+    def label(self, locale: str = "ru") -> str:
+        fmt = "%d.%m.%Y" if locale == "ru" else "%Y-%m-%d"
+        if self.start == self.end:
+            return self.start.strftime(fmt)
+        return f"{self.start.strftime(fmt)} – {self.end.strftime(fmt)}"
+
+
+def local_today(now: datetime, tz: ZoneInfo) -> date:
+    """The office's calendar day at ``now`` (UTC-aware): what ``today`` means in its reports."""
+    return now.astimezone(tz).date()
+
+
+def local_calendar(ts: datetime, tz: ZoneInfo) -> tuple[date, int]:
+    """The local day and hour a rating at ``ts`` is reported under (as stored at ingest)."""
+    local = ts.astimezone(tz)
+    return local.date(), local.hour
+
+
+_ALIASES = {
+    "today": "today", "сегодня": "today",
+    "yesterday": "yesterday", "вчера": "yesterday",
+    "week": "7d", "неделя": "7d",
+    "month": "month", "месяц": "month",
+    "last_month": "last_month", "прошлый_месяц": "last_month",
+}
+_DAYS = re.compile(r"(\d{1,4})\s*(?:d|д)")
+_DATE = r"\d{4}-\d{1,2}-\d{1,2}"
+_RANGE = re.compile(rf"({_DATE})(?:\s*(?:\.\.|—|–)\s*({_DATE}))?")
+
+
+def parse_period(text: str, today: date) -> Period:
+    """What a manager types after /report, relative to the office's local ``today``.
+
+    ``today``/``сегодня``, ``yesterday``/``вчера``, ``Nd`` (the last N days including today:
+    ``7d``, ``30d``; ``неделя`` is 7d), ``month``/``месяц`` (the 1st of this month to today),
+    ``last_month`` (the whole previous month), ``YYYY-MM-DD..YYYY-MM-DD`` (inclusive) or a
+    single ``YYYY-MM-DD``. At most 366 days. Anything else raises ``PeriodError`` (a
+    ``ValueError``) whose message lists the accepted forms.
+    """
+    key = " ".join(text.strip().lower().split())
+    key = _ALIASES.get(key.replace(" ", "_"), key)
+    if key == "today":
+        return Period(today, today)
+    if key == "yesterday":
+        day = today - timedelta(days=1)
+        return Period(day, day)
+    if key == "month":
+        return Period(today.replace(day=1), today)
+    if key == "last_month":
+        end = today.replace(day=1) - timedelta(days=1)
+        return Period(end.replace(day=1), end)
+    if match := _DAYS.fullmatch(key):
+        days = int(match.group(1))
+        if not 1 <= days <= MAX_PERIOD_DAYS:
+            raise PeriodError("A period is 1 to {max} days long; got {days}.", max=MAX_PERIOD_DAYS, days=days)
+        return Period(today - timedelta(days=days - 1), today)
+    if match := _RANGE.fullmatch(key):
+        start = _parse_date(match.group(1))
+        end = _parse_date(match.group(2)) if match.group(2) else start
+        if start > end:
+            raise PeriodError("The period starts after it ends: {start} > {end}.", start=start, end=end)
+        period = Period(start, end)
+        if period.days > MAX_PERIOD_DAYS:
+            raise PeriodError(
+                "A period is at most {max} days long; {start}..{end} is {days}.",
+                max=MAX_PERIOD_DAYS, start=start, end=end, days=period.days,
+            )
+        return period
+    raise PeriodError("Unknown period «{text}». Use one of: {forms}.", text=text.strip(), forms=PERIOD_FORMS)
+
+
+def _parse_date(text: str) -> date:
+    year, month, day = (int(part) for part in text.split("-"))
+    if year < 1 or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+        raise PeriodError("{text} is not a date; write it as YYYY-MM-DD.", text=text)
+    return date(year, month, day)
+
+
+# --- scope --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which ratings a report covers; the filters combine (AND). ``office_ids=None`` is all offices."""
+
+    office_ids: tuple[int, ...] | None = None
+    point_id: int | None = None
+    staff_id: int | None = None
+    label: str = ""
+
+    @classmethod
+    def company(cls, label: str = "") -> Scope:
+        return cls(label=label)
+
+    @classmethod
+    def offices(cls, *office_ids: int, label: str = "") -> Scope:
+        return cls(office_ids=tuple(office_ids), label=label)
+
+    @classmethod
+    def point(cls, point_id: int, label: str = "") -> Scope:
+        return cls(point_id=point_id, label=label)
+
+    @classmethod
+    def staff(cls, staff_id: int, label: str = "") -> Scope:
+        return cls(staff_id=staff_id, label=label)
+
+    def ratings(self, period: Period, prefix: str = "") -> dict[str, object]:
+        """Filter keywords for ``Rating`` (``prefix="rating__"`` from a related model).
+
+        ``local_date`` makes the cut; the looser ``ts`` range (a day either side covers every
+        UTC offset) only lets a company-wide query use the index on ``ts``.
+        """
+        filters: dict[str, object] = {
+            f"{prefix}local_date__gte": period.start,
+            f"{prefix}local_date__lte": period.end,
+            f"{prefix}ts__gte": datetime.combine(period.start - timedelta(days=1), time(), UTC),
+            f"{prefix}ts__lt": datetime.combine(period.end + timedelta(days=2), time(), UTC),
+        }
+        if self.office_ids is not None:
+            filters[f"{prefix}office_id__in"] = list(self.office_ids)
+        if self.point_id is not None:
+            filters[f"{prefix}point_id"] = self.point_id
+        if self.staff_id is not None:
+            filters[f"{prefix}staff_id"] = self.staff_id
+        return filters
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def _ratio(numerator: int, denominator: int | None, scale: float = 1.0) -> float | None:
+    return numerator / denominator * scale if denominator else None
+
+
+class _Ratios:
+    """Satisfaction, like-index and happy index from ``good``/``neutral``/``bad``."""
+
+    __slots__ = ()
+    good: int
+    neutral: int
+    bad: int
+
+    @property
+    def total(self) -> int:
+        return self.good + self.neutral + self.bad
+
+    @property
+    def satisfaction(self) -> float | None:
+        """``N+ / N``, 0…1."""
+        return _ratio(self.good, self.total)
+
+    @property
+    def like_index(self) -> float | None:
+        """``(N+ − N-) / N × 100``, −100…100."""
+        return _ratio(self.good - self.bad, self.total, 100.0)
+
+    @property
+    def happy_index(self) -> float | None:
+        """``(100·N+ + 50·N0) / N``, 0…100."""
+        return _ratio(100 * self.good + 50 * self.neutral, self.total)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Clients served ``S`` in a scope and period, and the valid ratings ``S`` is compared with.
+
+    Counted per office and local day: the ``start`` events of queue terminals and presence
+    sensors when there are any that day, the ``/served`` figure otherwise. Hand-entered
+    figures are per office, so a point's or an employee's ``S`` comes from presence events
+    only (an employee's: events that name them in ``staff_code``). ``ratings``/``good``/
+    ``bad`` count valid ratings of the office-days that have a figure, the numerators of the
+    response rate and the support and criticality indices.
+    """
+
+    presence_clients: int = 0
+    manual_clients: int = 0
+    presence_days: int = 0  # office-days whose figure came from presence events
+    manual_days: int = 0    # office-days whose figure was entered by hand
+    ratings: int = 0
+    good: int = 0
+    bad: int = 0
+
+    @property
+    def clients(self) -> int | None:
+        """``S``, or ``None`` when no office-day in scope has a figure at all."""
+        if not self.presence_days and not self.manual_days:
+            return None
+        return self.presence_clients + self.manual_clients
+
+    @property
+    def source(self) -> ServedSource | None:
+        if self.presence_days and self.manual_days:
+            return "mixed"
+        if self.presence_days:
+            return "presence"
+        if self.manual_days:
+            return "manual"
+        return None
+
+    @property
+    def days(self) -> int:
+        return self.presence_days + self.manual_days
+
+
+@dataclass(frozen=True, slots=True)
+class CommentStats:
+    """Comments on the period's valid negatives (by the rating's local day).
+
+    - ``negatives``: valid bad ratings of the period that have a case;
+    - ``due``: those commented (whenever), plus those not commented whose deadline
+      (``due_at``) is at or before now. A negative not commented yet whose deadline has not
+      passed, or that has no deadline, is not due and counts neither way;
+    - ``on_time``: commented no later than the deadline (``comment_late`` is false; it is
+      fixed when the first comment arrives) or commented where there was no deadline;
+    - compliance = ``on_time / due``; ``median_minutes`` from the rating to its first
+      comment, over the commented ones, late or not.
+    """
+
+    negatives: int = 0
+    due: int = 0
+    on_time: int = 0
+    commented: int = 0
+    median_minutes: float | None = None
+
+    @property
+    def late(self) -> int:
+        return self.commented - self.on_time
+
+    @property
+    def overdue_open(self) -> int:
+        """Past the deadline and still not commented."""
+        return self.due - self.commented
+
+    @property
+    def compliance(self) -> float | None:
+        return _ratio(self.on_time, self.due)
+
+
+@dataclass(frozen=True, slots=True)
+class KpiSummary(_Ratios):
+    scope: Scope
+    period: Period
+    good: int = 0
+    neutral: int = 0
+    bad: int = 0
+    excluded: dict[ExclusionReason, int] = field(default_factory=dict)
+    served: Served = field(default_factory=Served)
+    comments: CommentStats = field(default_factory=CommentStats)
+    previous: KpiSummary | None = None
+
+    @property
+    def excluded_total(self) -> int:
+        return sum(self.excluded.values())
+
+    @property
+    def response_rate(self) -> float | None:
+        """``N / S``, 0…1 (more than 1 means more ratings than counted clients)."""
+        return _ratio(self.served.ratings, self.served.clients)
+
+    @property
+    def support_index(self) -> float | None:
+        """Customer support index ``N+ / S × 100``."""
+        return _ratio(self.served.good, self.served.clients, 100.0)
+
+    @property
+    def criticality_index(self) -> float | None:
+        """Customer criticality index ``N- / S × 100``."""
+        return _ratio(self.served.bad, self.served.clients, 100.0)
+
+    @property
+    def comment_compliance(self) -> float | None:
+        return self.comments.compliance
+
+    @property
+    def median_comment_minutes(self) -> float | None:
+        return self.comments.median_minutes
+
+    def change(self, metric: str) -> float | None:
+        """This period's ``metric`` (a property or count) minus the previous period's, if both exist."""
+        if self.previous is None:
+            return None
+        now, before = getattr(self, metric), getattr(self.previous, metric)
+        if now is None or before is None:
+            return None
+        return now - before
+
+
+@dataclass(frozen=True, slots=True)
+class DayCounts(_Ratios):
+    day: date
+    good: int = 0
+    neutral: int = 0
+    bad: int = 0
+    excluded: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StaffKpi(_Ratios):
+    staff_id: int
+    name: str
+    good: int = 0
+    neutral: int = 0
+    bad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceDay:
+    day: date
+    negatives: int = 0
+    due: int = 0
+    on_time: int = 0
+    commented: int = 0
+
+    @property
+    def compliance(self) -> float | None:
+        return _ratio(self.on_time, self.due)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedEntry:
+    """What ``/served`` stored, and the figure it replaced (``None`` if the day had none)."""
+
+    office_id: int
+    day: date
+    clients: int
+    previous: int | None
+
+
+# --- the service --------------------------------------------------------------------------
+
+_VALID = Q(excluded_reason__isnull=True)
+
+
+def _valid(value: RatingValue, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}value": value, f"{prefix}excluded_reason__isnull": True})
+
+
+class KpiService:
+    """The figures behind /report, /me and the digests; each method is one grouped query.
+
+    ``summary`` costs at most 6 queries (twice that with ``compare=True``): counts by kind
+    and exclusion reason; presence ``start`` events per office-day; hand-entered figures
+    (office and company scopes only); valid ratings per office-day (only when some office-day
+    has a served figure); comment compliance per day; comment times (only when a negative of
+    the period was commented).
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def summary(self, scope: Scope, period: Period, compare: bool = False) -> KpiSummary:
+        rows = (
+            await Rating.filter(**scope.ratings(period))
+            .annotate(n=Count("id"))
+            .group_by("value", "excluded_reason")
+            .values("value", "excluded_reason", "n")
+        )
+        counts: dict[RatingValue, int] = defaultdict(int)
+        excluded: dict[ExclusionReason, int] = defaultdict(int)
+        for row in rows:
+            if row["excluded_reason"] is None:
+                counts[RatingValue(row["value"])] += row["n"]
+            else:
+                excluded[ExclusionReason(row["excluded_reason"])] += row["n"]
+        return KpiSummary(
+            scope=scope,
+            period=period,
+            good=counts[RatingValue.GOOD],
+            neutral=counts[RatingValue.NEUTRAL],
+            bad=counts[RatingValue.BAD],
+            excluded=dict(excluded),
+            served=await self.served(scope, period),
+            comments=await self._comment_stats(scope, period),
+            previous=await self.summary(scope, period.previous()) if compare else None,
+        )
+
+    async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
+        """Every day of the period, oldest first, zeros included."""
+        rows = (
+            await Rating.filter(**scope.ratings(period))
+            .annotate(
+                good=Count("id", _filter=_valid(RatingValue.GOOD)),
+                neutral=Count("id", _filter=_valid(RatingValue.NEUTRAL)),
+                bad=Count("id", _filter=_valid(RatingValue.BAD)),
+                excluded=Count("id", _filter=Q(excluded_reason__isnull=False)),
+            )
+            .group_by("local_date")
+            .values("local_date", "good", "neutral", "bad", "excluded")
+        )
+        by_day = {row["local_date"]: row for row in rows}
+        days = []
+        for day in period.dates():
+            row = by_day.get(day)
+            days.append(
+                DayCounts(day, row["good"], row["neutral"], row["bad"], row["excluded"]) if row else DayCounts(day)
+            )
+        return days
+
+    async def staff_ranking(self, scope: Scope, period: Period) -> list[StaffKpi]:
+        """Employees with valid ratings, best like-index first, then more ratings first.
+
+        Ratings nobody was responsible for (``staff_id`` null) are not in the ranking.
+        """
+        rows = (
+            await Rating.filter(_VALID, staff_id__isnull=False, **scope.ratings(period))
+            .annotate(
+                good=Count("id", _filter=Q(value=RatingValue.GOOD)),
+                neutral=Count("id", _filter=Q(value=RatingValue.NEUTRAL)),
+                bad=Count("id", _filter=Q(value=RatingValue.BAD)),
+            )
+            .group_by("staff_id", "staff__name")
+            .values("staff_id", "staff__name", "good", "neutral", "bad")
+        )
+        ranking = [StaffKpi(r["staff_id"], r["staff__name"], r["good"], r["neutral"], r["bad"]) for r in rows]
+        ranking.sort(key=lambda s: (-(s.like_index or 0.0), -s.total, s.name, s.staff_id))
+        return ranking
+
+    async def negatives_by_weekday_hour(self, scope: Scope, period: Period) -> list[list[int]]:
+        """Valid negatives as a 7×24 matrix: ``[weekday][local hour]``, Monday first.
+
+        SQL groups by (local day, local hour): at most 24 rows a day, folded into weekdays
+        here, because weekday functions differ between SQLite and PostgreSQL.
+        """
+        rows = (
+            await Rating.filter(_VALID, value=RatingValue.BAD, local_hour__isnull=False, **scope.ratings(period))
+            .annotate(n=Count("id"))
+            .group_by("local_date", "local_hour")
+            .values("local_date", "local_hour", "n")
+        )
+        matrix = [[0] * 24 for _ in range(7)]
+        for row in rows:
+            matrix[row["local_date"].weekday()][row["local_hour"]] += row["n"]
+        return matrix
+
+    async def compliance_daily(self, scope: Scope, period: Period) -> list[ComplianceDay]:
+        """Per local day of the negative's rating, every day present (see ``CommentStats``)."""
+        by_day = {row["rating__local_date"]: row for row in await self._compliance_rows(scope, period)}
+        days = []
+        for day in period.dates():
+            row = by_day.get(day)
+            days.append(
+                ComplianceDay(day, row["negatives"], row["due"], row["on_time"], row["commented"]) if row else ComplianceDay(day)
+            )
+        return days
+
+    async def reasons(self, scope: Scope, period: Period) -> list[tuple[str, int]]:
+        """Reasons for dissatisfaction, most frequent first. Ratings carry no reasons yet."""
+        return []
+
+    async def served(self, scope: Scope, period: Period) -> Served:
+        """``S`` per office-day (presence where it exists, else by hand) and the ratings it covers."""
+        presence_query = PresenceEvent.filter(state="start", local_date__gte=period.start, local_date__lte=period.end)
+        if scope.office_ids is not None:
+            presence_query = presence_query.filter(point__office_id__in=list(scope.office_ids))
+        if scope.point_id is not None:
+            presence_query = presence_query.filter(point_id=scope.point_id)
+        if scope.staff_id is not None:
+            presence_query = presence_query.filter(staff_code__in=Subquery(Staff.filter(id=scope.staff_id).values("code")))
+        figures: dict[tuple[int, date], tuple[int, ServedSource]] = {
+            (row["point__office_id"], row["local_date"]): (row["n"], "presence")
+            for row in await presence_query.annotate(n=Count("id"))
+            .group_by("point__office_id", "local_date")
+            .values("point__office_id", "local_date", "n")
+        }
+        if scope.point_id is None and scope.staff_id is None:  # hand-entered figures are per office
+            manual_query = ServedClients.filter(day__gte=period.start, day__lte=period.end)
+            if scope.office_ids is not None:
+                manual_query = manual_query.filter(office_id__in=list(scope.office_ids))
+            # one row per office and day already (unique together): nothing to group
+            for row in await manual_query.values("office_id", "day", "clients"):
+                figures.setdefault((row["office_id"], row["day"]), (row["clients"], "manual"))
+        if not figures:
+            return Served()
+        covered = {"ratings": 0, "good": 0, "bad": 0}
+        for row in (
+            await Rating.filter(_VALID, **scope.ratings(period))
+            .annotate(
+                ratings=Count("id"),
+                good=Count("id", _filter=Q(value=RatingValue.GOOD)),
+                bad=Count("id", _filter=Q(value=RatingValue.BAD)),
+            )
+            .group_by("office_id", "local_date")
+            .values("office_id", "local_date", "ratings", "good", "bad")
+        ):
+            if (row["office_id"], row["local_date"]) in figures:
+                for key in covered:
+                    covered[key] += row[key]
+        presence = [clients for clients, source in figures.values() if source == "presence"]
+        manual = [clients for clients, source in figures.values() if source == "manual"]
+        return Served(
+            presence_clients=sum(presence), manual_clients=sum(manual),
+            presence_days=len(presence), manual_days=len(manual), **covered,
+        )
+
+    async def record_served(
+        self, office_id: int, day: date, clients: int, staff_id: int | None, now: datetime
+    ) -> ServedEntry:
+        """Store ``/served OFFICE DATE N``: one figure per office and local day, the last one wins.
+
+        Refuses a negative or absurd count and a day that has not begun in the office yet.
+        """
+        if not 0 <= clients <= MAX_SERVED_PER_DAY:
+            raise DomainError("Clients served must be a whole number from 0 to {max}.", max=MAX_SERVED_PER_DAY)
+        timezone = await Office.filter(id=office_id).values_list("timezone", flat=True)
+        if not timezone:
+            raise NotFound("No such office.")
+        if day > local_today(now, ZoneInfo(timezone[0])):
+            raise DomainError("{day} has not come yet in this office; enter clients served for today or earlier.", day=day)
+        changes = {"clients": clients, "entered_by_id": staff_id, "entered_at": now}
+        before = await ServedClients.filter(office_id=office_id, day=day).values_list("clients", flat=True)
+        if before:
+            await ServedClients.filter(office_id=office_id, day=day).update(**changes)
+            return ServedEntry(office_id, day, clients, before[0])
+        try:
+            await ServedClients.create(office_id=office_id, day=day, **changes)
+        except IntegrityError:  # someone entered the same day a moment ago: ours is the later one
+            await ServedClients.filter(office_id=office_id, day=day).update(**changes)
+        return ServedEntry(office_id, day, clients, None)
+
+    # --- comments ---
+
+    def _cases(self, scope: Scope, period: Period) -> QuerySet[NegativeCase]:
+        return NegativeCase.filter(rating__excluded_reason__isnull=True, **scope.ratings(period, prefix="rating__"))
+
+    async def _compliance_rows(self, scope: Scope, period: Period) -> list[dict[str, Any]]:
+        commented = Q(commented_at__isnull=False)
+        return await (
+            self._cases(scope, period)
+            .annotate(
+                negatives=Count("id"),
+                due=Count("id", _filter=commented | Q(due_at__lte=self._clock.now())),
+                on_time=Count("id", _filter=commented & (Q(comment_late=False) | Q(comment_late__isnull=True))),
+                commented=Count("id", _filter=commented),
+            )
+            .group_by("rating__local_date")
+            .values("rating__local_date", "negatives", "due", "on_time", "commented")
+        )
+
+    async def _comment_stats(self, scope: Scope, period: Period) -> CommentStats:
+        # The totals add up the per-day rows: an aggregate without GROUP BY is not something
+        # Tortoise expresses (it groups by every column then).
+        totals = {"negatives": 0, "due": 0, "on_time": 0, "commented": 0}
+        for row in await self._compliance_rows(scope, period):
+            for key in totals:
+                totals[key] += row[key]
+        median = None
+        if totals["commented"]:
+            # Minutes to comment need a date difference, which SQLite and PostgreSQL spell
+            # differently and SQLite has no median: fetch the two timestamps of the period's
+            # commented negatives (negatives are few) and take the median here.
+            pairs = await self._cases(scope, period).filter(commented_at__isnull=False).values_list("rating__ts", "commented_at")
+            median = statistics.median((commented - rated).total_seconds() / 60 for rated, commented in pairs)
+        return CommentStats(median_minutes=median, **totals)

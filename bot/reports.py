@@ -1,0 +1,267 @@
+"""Reports for managers: who may see what, the KPI summary as text, the chart album, exports.
+
+A scope travels in callback data as a short key — ``c`` (company), ``o12`` (office), ``p7``
+(point), ``s31`` (employee) — and is re-checked against the user's role on every use, so a
+forged button shows nothing it should not. Managers see their office; admins and the quality
+service see the company; front staff see only their own figures (``/me``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from html import escape
+from zoneinfo import ZoneInfo
+
+from charts import kpi as charts
+from charts.style import LABELS_EN, LABELS_RU, format_period
+
+from bot.clock import Clock
+from bot.errors import AccessDenied, NotFound
+from bot.exports import export_rows, to_csv, to_xlsx
+from bot.kpi import KpiService, KpiSummary, Period, Scope, local_today, parse_period
+from bot.models import ExclusionReason, Office, Point, Role, Staff
+from bot.texts import Texts, _
+
+DEFAULT_ZONE = ZoneInfo("Europe/Moscow")
+WIDE_ROLES = (Role.ADMIN, Role.QUALITY)
+COMPANY = _("Company")  # a msgid: translated where it is shown
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeChoice:
+    key: str
+    label: str
+
+
+@dataclass(slots=True)
+class Report:
+    text: str
+    charts: list[bytes]
+    query_seconds: float = 0.0
+    render_seconds: float = 0.0
+    summary: KpiSummary | None = field(default=None, repr=False)
+
+
+class ReportService:
+    def __init__(self, clock: Clock, texts: Texts, kpi: KpiService) -> None:
+        self._clock = clock
+        self._texts = texts
+        self._kpi = kpi
+
+    # --- who may see what -------------------------------------------------------------------
+
+    def today(self, staff: Staff) -> date:
+        office = staff.office if isinstance(staff.office, Office) else None
+        return local_today(self._clock.now(), ZoneInfo(office.timezone) if office else DEFAULT_ZONE)
+
+    def period(self, staff: Staff, text: str) -> Period:
+        return parse_period(text, self.today(staff))
+
+    async def choices(self, staff: Staff) -> list[ScopeChoice]:
+        """The scopes offered as buttons: company and every office for wide roles, else one's own."""
+        if staff.role in WIDE_ROLES:
+            offices = await Office.all().order_by("code")
+            return [ScopeChoice("c", COMPANY)] + [ScopeChoice(f"o{o.id}", o.code) for o in offices]
+        if staff.role == Role.MANAGER and staff.office_id is not None:  # type: ignore[attr-defined]
+            office = await Office.get(id=staff.office_id)  # type: ignore[attr-defined]
+            points = await Point.filter(office_id=office.id).order_by("code")
+            people = await Staff.filter(office_id=office.id, role=Role.STAFF, active=True).order_by("name")
+            return (
+                [ScopeChoice(f"o{office.id}", office.code)]
+                + [ScopeChoice(f"p{p.id}", f"{office.code}/{p.code}") for p in points]
+                + [ScopeChoice(f"s{s.id}", s.name) for s in people]
+            )
+        return [ScopeChoice(f"s{staff.id}", staff.name)]
+
+    def default_key(self, staff: Staff) -> str:
+        if staff.role in WIDE_ROLES:
+            return "c"
+        if staff.role == Role.MANAGER and staff.office_id is not None:  # type: ignore[attr-defined]
+            return f"o{staff.office_id}"  # type: ignore[attr-defined]
+        return f"s{staff.id}"
+
+    async def key_from_words(self, staff: Staff, kind: str, code: str) -> str:
+        """``office MSK-1``, ``point MSK-1/W2``, ``staff ivanova`` typed after /report."""
+        kind = kind.lower()
+        if kind in ("office", "офис"):
+            office = await Office.get_or_none(code=code)
+            if office is None:
+                raise NotFound(_("No office with code {code}."), code=code)
+            return f"o{office.id}"
+        if kind in ("point", "точка"):
+            office_code, _sep, point_code = code.partition("/")
+            point = await Point.get_or_none(office__code=office_code, code=point_code)
+            if point is None:
+                raise NotFound(_("No point {code}; write it as OFFICE/POINT."), code=code)
+            return f"p{point.id}"
+        if kind in ("staff", "employee", "сотрудник"):
+            person = await Staff.get_or_none(code=code)
+            if person is None:
+                raise NotFound(_("No staff member with code {code} in your offices."), code=code)
+            return f"s{person.id}"
+        if kind in ("company", "компания"):
+            return "c"
+        raise NotFound(_("Unknown scope {kind}: use company, office, point or staff."), kind=kind)
+
+    async def resolve(self, staff: Staff, key: str) -> Scope:
+        """The scope behind a key, if this user may see it; raises ``AccessDenied`` otherwise."""
+        kind, raw = key[:1], key[1:]
+        ident = int(raw) if raw.isdigit() else None
+        wide = staff.role in WIDE_ROLES
+        own_office = staff.office_id  # type: ignore[attr-defined]
+        if kind == "c" and wide:
+            return Scope.company(label=COMPANY)
+        if kind == "o" and ident is not None:
+            office = await Office.get_or_none(id=ident)
+            if office and (wide or (staff.role == Role.MANAGER and office.id == own_office)):
+                return Scope.offices(office.id, label=office.code)
+        if kind == "p" and ident is not None:
+            point = await Point.get_or_none(id=ident).select_related("office")
+            if point and (wide or (staff.role == Role.MANAGER and point.office.id == own_office)):
+                return Scope.point(point.id, label=f"{point.office.code}/{point.code}")
+        if kind == "s" and ident is not None:
+            person = await Staff.get_or_none(id=ident)
+            if person and (
+                wide or person.id == staff.id or (staff.role == Role.MANAGER and person.office_id == own_office)  # type: ignore[attr-defined]
+            ):
+                return Scope.staff(person.id, label=person.name)
+        raise AccessDenied(_("You cannot see the figures of that scope."))
+
+    # --- the report ---------------------------------------------------------------------------
+
+    async def build(self, staff: Staff, key: str, period: Period, locale: str, with_ranking: bool = True) -> Report:
+        scope = await self.resolve(staff, key)
+        started = time.perf_counter()
+        summary = await self._kpi.summary(scope, period, compare=True)
+        daily = await self._kpi.daily(scope, period)
+        with_ranking = with_ranking and scope.staff_id is None
+        ranking = await self._kpi.staff_ranking(scope, period) if with_ranking else []
+        heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
+        compliance = await self._kpi.compliance_daily(scope, period)
+        reasons = await self._kpi.reasons(scope, period)
+        queried = time.perf_counter()
+        labels = LABELS_EN if locale == "en" else LABELS_RU
+        t = self._texts.t
+        where = f"{self.scope_label(scope, locale)} · {format_period(period.start, period.end)}"
+        jobs = [
+            (charts.render_daily_ratings,
+             [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in daily], t(locale, "Ratings by day") + f": {where}"),
+            (charts.render_negatives_heatmap, heatmap, t(locale, "When negatives happen") + f": {where}"),
+            (charts.render_comment_compliance,
+             [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], t(locale, "Comment compliance") + f": {where}"),
+            (charts.render_reasons_pareto,
+             [charts.ReasonCount(reason, count) for reason, count in reasons], t(locale, "Reasons for dissatisfaction") + f": {where}"),
+        ]
+        if with_ranking:  # drawn even when empty: its empty state says nobody was identified
+            jobs.insert(1, (
+                charts.render_staff_ranking,
+                [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
+                t(locale, "Employees by like-index") + f": {where}",
+            ))
+        pngs = await asyncio.get_running_loop().run_in_executor(None, _render_all, jobs, labels)
+        rendered = time.perf_counter()
+        return Report(self.summary_text(summary, locale), pngs, queried - started, rendered - queried, summary)
+
+    def scope_label(self, scope: Scope, locale: str) -> str:
+        return self._texts.t(locale, COMPANY) if scope.label == COMPANY else scope.label
+
+    def summary_text(self, s: KpiSummary, locale: str) -> str:
+        """The compact text managers read first; ratios without data say so instead of 0."""
+        t = self._texts.t
+        no_data = t(locale, "no data")
+
+        def pct(value: float | None) -> str:
+            return f"{value * 100:.0f} %" if value is not None else no_data
+
+        def num(value: float | None, digits: int = 0) -> str:
+            return f"{value:+.{digits}f}" if value is not None else no_data
+
+        def delta(metric: str, scale: float = 1.0, unit: str = "") -> str:
+            change = s.change(metric)
+            if change is None:
+                return ""
+            return f" ({change * scale:+.0f}{unit})"
+
+        period = format_period(s.period.start, s.period.end)
+        lines = [f"📊 <b>{escape(self.scope_label(s.scope, locale))}</b> · {period}", ""]
+        total = s.good + s.neutral + s.bad
+        lines.append(
+            t(locale, "Ratings: {total} — 👍 {good} · 😐 {neutral} · 👎 {bad}", total=total, good=s.good, neutral=s.neutral, bad=s.bad)
+            + delta("total")
+        )
+        lines.append(t(locale, "Satisfaction") + f": {pct(s.satisfaction)}" + delta("satisfaction", 100, " pp"))
+        lines.append(t(locale, "Like-index") + f": {num(s.like_index)}" + delta("like_index"))
+        lines.append(t(locale, "Happy index") + f": {num(s.happy_index).lstrip('+') if s.happy_index is not None else no_data}" + delta("happy_index"))
+        served = s.served
+        if served.clients is not None:
+            source = {"presence": t(locale, "queue and presence events"), "manual": t(locale, "entered by hand"),
+                      "mixed": t(locale, "events and entered by hand")}.get(served.source or "", "")
+            lines.append(t(locale, "Clients served: {count} ({source})", count=served.clients, source=source))
+            lines.append(t(locale, "Response rate") + f": {pct(s.response_rate)}")
+            lines.append(
+                t(locale, "Customer support index") + f": {s.support_index:.1f}" if s.support_index is not None else no_data
+            )
+            lines.append(
+                t(locale, "Customer criticality index") + f": {s.criticality_index:.1f}" if s.criticality_index is not None else no_data
+            )
+        else:
+            lines.append(t(locale, "Clients served: no data (/served OFFICE DATE N enters them)"))
+        c = s.comments
+        lines.append(
+            t(locale, "Comment compliance") + f": {pct(c.compliance)}"
+            + (f" ({c.on_time}/{c.due})" if c.due else "") + delta("comment_compliance", 100, " pp")
+        )
+        if c.median_minutes is not None:
+            lines.append(t(locale, "Median time to comment: {minutes} min", minutes=round(c.median_minutes)))
+        if c.overdue_open:
+            lines.append("⏰ " + t(locale, "Not commented after the deadline: {count}", count=c.overdue_open))
+        if s.excluded_total:
+            reasons = {ExclusionReason.REPEAT: t(locale, "repeated press"), ExclusionReason.NO_CLIENT: t(locale, "no client"),
+                       ExclusionReason.MANUAL: t(locale, "by hand")}
+            parts = ", ".join(f"{reasons.get(r, str(r))} {n}" for r, n in sorted(s.excluded.items()))
+            lines.append(t(locale, "Excluded from KPIs: {count} ({reasons})", count=s.excluded_total, reasons=parts))
+        if s.previous is not None:
+            lines.append("")
+            lines.append("<i>" + t(locale, "In brackets: change against {period}", period=format_period(s.previous.period.start, s.previous.period.end)) + "</i>")
+        return "\n".join(lines)
+
+    # --- exports and hand-entered figures -------------------------------------------------------
+
+    async def export(self, staff: Staff, key: str, period: Period, fmt: str, locale: str) -> tuple[str, bytes]:
+        scope = await self.resolve(staff, key)
+        rows = [row async for row in export_rows(scope, period.start, period.end, locale)]
+        name = f"ratings_{_slug(scope.label)}_{period.start:%Y%m%d}-{period.end:%Y%m%d}"
+        loop = asyncio.get_running_loop()
+        if fmt == "xlsx":
+            data = await loop.run_in_executor(None, to_xlsx, rows, f"{scope.label} {period.start:%d.%m}-{period.end:%d.%m}", locale)
+            return f"{name}.xlsx", data
+        return f"{name}.csv", await loop.run_in_executor(None, to_csv, rows, locale)
+
+    async def record_served(self, staff: Staff, office_code: str, day_text: str, clients_text: str) -> tuple[Office, date, int]:
+        office = await Office.get_or_none(code=office_code)
+        if office is None:
+            raise NotFound(_("No office with code {code}."), code=office_code)
+        if not (staff.role in WIDE_ROLES or (staff.role == Role.MANAGER and staff.office_id == office.id)):  # type: ignore[attr-defined]
+            raise AccessDenied(_("Only the office's manager or an admin can enter clients served."))
+        try:
+            day = date.fromisoformat(day_text)
+            clients = int(clients_text)
+        except ValueError:
+            raise NotFound(_("Write it as /served OFFICE YYYY-MM-DD N, e.g. /served MSK-1 2026-11-20 140.")) from None
+        await self._kpi.record_served(office.id, day, clients, staff.id, self._clock.now())
+        return office, day, clients
+
+
+def _render_all(jobs: list[tuple], labels: object) -> list[bytes]:
+    """Every chart of the album in one executor call (CPU-bound matplotlib, off the event loop)."""
+    return [render(data, title, labels) for render, data, title in jobs]
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:40] or "report"
+
+
+__all__ = ["Report", "ReportService", "ScopeChoice"]
