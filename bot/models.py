@@ -67,6 +67,7 @@ class Office(Model):
     hourly_digest = fields.BooleanField(default=False)
     digest_sent_until = fields.DatetimeField(null=True)
     speech_rules = fields.JSONField(null=True)  # speech.rules.RuleSet config: forbidden words, required phrases
+    quality_feedback = fields.BooleanField(default=True, db_default=True)  # employees get their scores privately
     daily_digest_on = fields.DateField(null=True)  # the local day whose morning digest went out last
     weekly_digest_on = fields.DateField(null=True)
 
@@ -239,7 +240,8 @@ class AudioSegment(Model):
 
 
 class ConversationKind(StrEnum):
-    CALL = "call"  # a phone call recording uploaded by a telephony system
+    CALL = "call"          # a phone call recording uploaded by a telephony system
+    NEGATIVE = "negative"  # the desk conversation cut around a negative rating (its snippet)
 
 
 class Conversation(Model):
@@ -254,6 +256,9 @@ class Conversation(Model):
     )
     device: fields.ForeignKeyNullableRelation[Device] = fields.ForeignKeyField(
         "models.Device", related_name="conversations", null=True
+    )
+    case: fields.OneToOneNullableRelation[NegativeCase] = fields.OneToOneField(
+        "models.NegativeCase", related_name="conversation", null=True
     )
     caller = fields.CharField(max_length=64, null=True)
     started_at = fields.DatetimeField(db_index=True)
@@ -373,3 +378,122 @@ class OutboxMessage(Model):
     class Meta:
         table = "outbox_message"
         indexes = (("status", "next_attempt_at"),)
+
+
+class ScoreStatus(StrEnum):
+    DRAFT = "draft"          # being filled in; the form message is edited in place
+    SUBMITTED = "submitted"  # counted in the KPI; correctable for 24 hours, with history
+
+
+class SampleStatus(StrEnum):
+    QUEUED = "queued"
+    TAKEN = "taken"  # a specialist opened its form
+    DONE = "done"
+
+
+class ChecklistTemplate(Model):
+    """One version of a checklist. Editing a template in YAML adds a version and scores keep theirs."""
+
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=64)
+    version = fields.IntField()
+    name = fields.CharField(max_length=200)
+    definition = fields.JSONField()  # sections, weights, criteria as validated at import
+    digest = fields.CharField(max_length=64)  # of the definition: a re-import of the same text adds nothing
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "checklist_template"
+        unique_together = (("code", "version"),)
+
+
+class Calibration(Model):
+    """Several specialists score one conversation blind. Agreement is shown once all have submitted."""
+
+    id = fields.IntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="calibrations"
+    )
+    template: fields.ForeignKeyRelation[ChecklistTemplate] = fields.ForeignKeyField(
+        "models.ChecklistTemplate", related_name="calibrations"
+    )
+    created_by: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="calibrations")
+    created_at = fields.DatetimeField()
+    reported_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "calibration"
+
+
+class Score(Model):
+    """A specialist's checklist form for one conversation: the draft state lives here, not in memory."""
+
+    id = fields.BigIntField(primary_key=True)
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="scores"
+    )
+    template: fields.ForeignKeyRelation[ChecklistTemplate] = fields.ForeignKeyField(
+        "models.ChecklistTemplate", related_name="scores"
+    )
+    specialist: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="scores_given")
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="scores", null=True
+    )
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="scores")
+    calibration: fields.ForeignKeyNullableRelation[Calibration] = fields.ForeignKeyField(
+        "models.Calibration", related_name="scores", null=True
+    )
+    status = fields.CharEnumField(ScoreStatus, max_length=16, default=ScoreStatus.DRAFT, db_index=True)
+    answers = fields.JSONField(default=dict)  # criterion id -> {"value": yes|no|na, "auto": …, "comment": …}
+    position = fields.IntField(default=0)  # the criterion the form shows now
+    comment = fields.TextField(null=True)
+    result = fields.FloatField(null=True)  # 0-100 once submitted
+    critical_failed = fields.BooleanField(default=False)
+    chat_id = fields.BigIntField(null=True)
+    message_id = fields.BigIntField(null=True)
+    revision = fields.IntField(default=0)  # bumped on every change: a replayed button is refused
+    month = fields.DateField(null=True, db_index=True)  # the first day of the conversation's local month
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    submitted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "score"
+        unique_together = (("conversation", "specialist", "calibration"),)
+
+
+class ScoreRevision(Model):
+    """A submitted score as it was before a correction: the history the issue asks to keep."""
+
+    id = fields.BigIntField(primary_key=True)
+    score: fields.ForeignKeyRelation[Score] = fields.ForeignKeyField("models.Score", related_name="revisions")
+    answers = fields.JSONField()
+    comment = fields.TextField(null=True)
+    result = fields.FloatField(null=True)
+    submitted_at = fields.DatetimeField(null=True)
+    replaced_at = fields.DatetimeField()
+
+    class Meta:
+        table = "score_revision"
+
+
+class SampleItem(Model):
+    """A conversation picked for scoring in a month's sampling plan."""
+
+    id = fields.BigIntField(primary_key=True)
+    month = fields.DateField()
+    staff: fields.ForeignKeyRelation[Staff] = fields.ForeignKeyField("models.Staff", related_name="samples")
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="samples")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="samples"
+    )
+    negative = fields.BooleanField(default=False)
+    status = fields.CharEnumField(SampleStatus, max_length=8, default=SampleStatus.QUEUED, db_index=True)
+    taken_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="samples_taken", null=True
+    )
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sample_item"
+        unique_together = (("month", "conversation"),)

@@ -9,6 +9,7 @@ mark the case FAILED and the group is told so plainly.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from bot.directory import Directory
 from bot.models import (
     AudioSegment,
     Conversation,
+    ConversationKind,
     NegativeCase,
     OutboxKind,
     OutboxMessage,
@@ -201,6 +203,13 @@ class SpeechService:
                 speech_next_at=now,
             )
             await AudioSegment.filter(id__in=[s.id for s in segments]).update(keep_until=keep)
+            # the quality service samples and scores conversations: a negative's is one of them
+            await Conversation.create(
+                kind=ConversationKind.NEGATIVE, case_id=case.id, office_id=case.office_id,  # type: ignore[attr-defined]
+                point_id=rating.point_id, staff_id=rating.staff_id, started_at=start, ended_at=end,  # type: ignore[attr-defined]
+                audio_path=str(path), codec="opus", size_bytes=len(ogg), digest=hashlib.sha256(ogg).hexdigest(),
+                received_at=now, keep_until=keep,
+            )
             await OutboxMessage.create(
                 chat_id=case.chat_id, kind=OutboxKind.VOICE, text=caption, file_path=str(path), file_seconds=seconds,
                 reply_to_message_id=case.message_id, case_id=case.id, next_attempt_at=now, created_at=now,
@@ -228,6 +237,11 @@ class SpeechService:
         lines += self._rule_summary(locale, rules, result)
         async with in_transaction():
             await NegativeCase.filter(id=case.id).update(
+                speech_status=SpeechStatus.DONE, transcript=transcript.text,
+                transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
+                rule_hits=rule_hits_record(shown, result, transcript),
+            )
+            await Conversation.filter(case_id=case.id).update(
                 speech_status=SpeechStatus.DONE, transcript=transcript.text,
                 transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
                 rule_hits=rule_hits_record(shown, result, transcript),
