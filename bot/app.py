@@ -44,6 +44,7 @@ from speech.transcriber import Transcriber, WhisperTranscriber
 log = logging.getLogger(__name__)
 
 DIRECTORY_REFRESH_SECONDS = 30.0
+GC_GEN0_THRESHOLD = 50_000
 
 
 class DirectoryHolder:
@@ -118,6 +119,9 @@ class App:
         # re-scanning it on every full collection (gen-2 pauses stall the event loop).
         gc.collect()
         gc.freeze()
+        # Each event allocates hundreds of short-lived objects (MQTT packets, pydantic and ORM
+        # rows): with the default gen-0 threshold of 700 the collector ran every event or two.
+        gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
         spawn: Callable[[Awaitable[None], str], asyncio.Task[None]] = lambda coro, name: asyncio.create_task(coro, name=name)  # noqa: E731
         self.tasks = [
             spawn(self.holder.run(stop), "directory"),
