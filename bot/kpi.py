@@ -17,6 +17,9 @@ Definitions (DESIGN.md, "KPIs"), over *valid* ratings (``excluded_reason`` is nu
   criticality index ``N- / S × 100``. The ``N`` in these three counts only ratings of the
   office-days that have an ``S``, so a day nobody counted does not inflate them;
 - comment compliance: negatives commented on time / negatives due (see ``CommentStats``);
+- sales-standard compliance: the mean ``Score.result`` (0–100, a failed critical criterion
+  gives 0) of the quality service's *submitted* scores, calibration scores excluded (see
+  ``KpiService.summary_sales_compliance`` for which month a score counts in);
 - every ratio is ``None`` when its denominator is 0: the renderer shows "no data".
 
 Ratings keep the office they were given in (``Rating.office_id``), so office figures follow
@@ -37,16 +40,28 @@ from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
-from tortoise.functions import Count
+from tortoise.functions import Count, Sum
 from tortoise.queryset import QuerySet
 
 from bot.clock import Clock
 from bot.errors import DomainError, NotFound
-from bot.models import ExclusionReason, NegativeCase, Office, PresenceEvent, Rating, RatingValue, ServedClients, Staff
+from bot.models import (
+    ExclusionReason,
+    NegativeCase,
+    Office,
+    PresenceEvent,
+    Rating,
+    RatingValue,
+    Score,
+    ScoreStatus,
+    ServedClients,
+    Staff,
+)
 
 __all__ = [
     "MAX_PERIOD_DAYS",
     "ComplianceDay",
+    "ComplianceKpi",
     "CommentStats",
     "DayCounts",
     "KpiService",
@@ -364,6 +379,8 @@ class KpiSummary(_Ratios):
     served: Served = field(default_factory=Served)
     comments: CommentStats = field(default_factory=CommentStats)
     previous: KpiSummary | None = None
+    sales_compliance: float | None = None  # mean submitted score, 0–100 (``summary_sales_compliance``)
+    sales_scored: int = 0  # the scores it is the mean of
 
     @property
     def excluded_total(self) -> int:
@@ -434,6 +451,16 @@ class ComplianceDay:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplianceKpi:
+    """One employee's sales-standard compliance: the mean of ``scored`` submitted scores, 0–100."""
+
+    staff_id: int
+    name: str
+    percent: float
+    scored: int
+
+
+@dataclass(frozen=True, slots=True)
 class ServedEntry:
     """What ``/served`` stored, and the figure it replaced (``None`` if the day had none)."""
 
@@ -455,17 +482,20 @@ def _valid(value: RatingValue, prefix: str = "") -> Q:
 class KpiService:
     """The figures behind /report, /me and the digests; each method is one grouped query.
 
-    ``summary`` costs at most 6 queries (twice that with ``compare=True``): counts by kind
+    ``summary`` costs at most 7 queries (twice that with ``compare=True``): counts by kind
     and exclusion reason; presence ``start`` events per office-day; hand-entered figures
     (office and company scopes only); valid ratings per office-day (only when some office-day
     has a served figure); comment compliance per day; comment times (only when a negative of
-    the period was commented).
+    the period was commented); submitted scores per office (sales-standard compliance).
     """
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    async def summary(self, scope: Scope, period: Period, compare: bool = False) -> KpiSummary:
+    async def summary(self, scope: Scope, period: Period, compare: bool = False, brief: bool = False) -> KpiSummary:
+        """``compare`` adds the previous period of the same length, ``brief``: only what a
+        comparison shows (counts and comment compliance; no served figures, median or scores),
+        which halves a report's queries over the largest tables."""
         rows = (
             await Rating.filter(**scope.ratings(period))
             .annotate(n=Count("id"))
@@ -479,6 +509,7 @@ class KpiService:
                 counts[RatingValue(row["value"])] += row["n"]
             else:
                 excluded[ExclusionReason(row["excluded_reason"])] += row["n"]
+        sales, scored = (None, 0) if brief else await self.summary_sales_compliance(scope, period)
         return KpiSummary(
             scope=scope,
             period=period,
@@ -486,9 +517,10 @@ class KpiService:
             neutral=counts[RatingValue.NEUTRAL],
             bad=counts[RatingValue.BAD],
             excluded=dict(excluded),
-            served=await self.served(scope, period),
-            comments=await self._comment_stats(scope, period),
-            previous=await self.summary(scope, period.previous()) if compare else None,
+            served=Served() if brief else await self.served(scope, period),
+            comments=await self._comment_stats(scope, period, with_median=not brief),
+            previous=await self.summary(scope, period.previous(), brief=True) if compare else None,
+            sales_compliance=sales, sales_scored=scored,
         )
 
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
@@ -525,10 +557,12 @@ class KpiService:
                 neutral=Count("id", _filter=Q(value=RatingValue.NEUTRAL)),
                 bad=Count("id", _filter=Q(value=RatingValue.BAD)),
             )
-            .group_by("staff_id", "staff__name")
-            .values("staff_id", "staff__name", "good", "neutral", "bad")
+            .group_by("staff_id")
+            .values("staff_id", "good", "neutral", "bad")
         )
-        ranking = [StaffKpi(r["staff_id"], r["staff__name"], r["good"], r["neutral"], r["bad"]) for r in rows]
+        # names in a second, small query: joining staff before grouping costs a lookup per rating
+        names = dict(await Staff.filter(id__in=[r["staff_id"] for r in rows]).values_list("id", "name")) if rows else {}
+        ranking = [StaffKpi(r["staff_id"], names.get(r["staff_id"], "?"), r["good"], r["neutral"], r["bad"]) for r in rows]
         ranking.sort(key=lambda s: (-(s.like_index or 0.0), -s.total, s.name, s.staff_id))
         return ranking
 
@@ -609,6 +643,68 @@ class KpiService:
             presence_days=len(presence), manual_days=len(manual), **covered,
         )
 
+    # --- sales-standard compliance ---
+
+    async def summary_sales_compliance(self, scope: Scope, period: Period) -> tuple[float | None, int]:
+        """Sales-standard compliance over the scope and period: (mean score 0–100, scores counted).
+
+        Counted: the quality service's submitted scores (``Score.status`` submitted), not
+        calibration scores (``calibration_id`` null). A score's result is 0 when a critical
+        criterion failed, and that 0 is averaged in like any other result.
+
+        Which period a score counts in: compliance is a monthly figure (the sampling plan is N
+        conversations per employee per month), so a score counts by ``Score.month``, the first
+        day of its *conversation's* local month, and a period covers every month it touches:
+        ``month`` and ``last_month`` are exact, ``7d`` or ``yesterday`` give the month(s) so
+        far. A score submitted in December for a November conversation counts in November.
+
+        Scope: an office by ``Score.office_id`` (the conversation's office), a point by the
+        conversation's point, an employee by ``Score.staff_id`` (who was scored). ``None`` and
+        0 when nothing was scored. One grouped query (sum and count per office), added up here.
+        """
+        total, scored = 0.0, 0
+        for row in (
+            await self._scores(scope, period)
+            .annotate(total=Sum("result"), n=Count("id"))
+            .group_by("office_id")
+            .values("office_id", "total", "n")
+        ):
+            total += float(row["total"] or 0.0)
+            scored += row["n"]
+        return (total / scored if scored else None), scored
+
+    async def sales_compliance(self, scope: Scope, period: Period) -> list[ComplianceKpi]:
+        """Per employee, best first (then more scores first): the same scores as the summary.
+
+        Scores of conversations nobody was identified in (``Score.staff_id`` null) count in the
+        summary but have no row here.
+        """
+        rows = (
+            await self._scores(scope, period)
+            .filter(staff_id__isnull=False)
+            .annotate(total=Sum("result"), n=Count("id"))
+            .group_by("staff_id", "staff__name")
+            .values("staff_id", "staff__name", "total", "n")
+        )
+        ranking = [
+            ComplianceKpi(r["staff_id"], r["staff__name"], float(r["total"] or 0.0) / r["n"], r["n"]) for r in rows if r["n"]
+        ]
+        ranking.sort(key=lambda k: (-k.percent, -k.scored, k.name, k.staff_id))
+        return ranking
+
+    def _scores(self, scope: Scope, period: Period) -> QuerySet[Score]:
+        query = Score.filter(
+            status=ScoreStatus.SUBMITTED, calibration_id__isnull=True, result__isnull=False,
+            month__gte=period.start.replace(day=1), month__lte=period.end,
+        )
+        if scope.office_ids is not None:
+            query = query.filter(office_id__in=list(scope.office_ids))
+        if scope.point_id is not None:
+            query = query.filter(conversation__point_id=scope.point_id)
+        if scope.staff_id is not None:
+            query = query.filter(staff_id=scope.staff_id)
+        return query
+
     async def record_served(
         self, office_id: int, day: date, clients: int, staff_id: int | None, now: datetime
     ) -> ServedEntry:
@@ -637,7 +733,10 @@ class KpiService:
     # --- comments ---
 
     def _cases(self, scope: Scope, period: Period) -> QuerySet[NegativeCase]:
-        return NegativeCase.filter(rating__excluded_reason__isnull=True, **scope.ratings(period, prefix="rating__"))
+        # only bad ratings have cases: saying so lets PostgreSQL estimate the join (and pick an index)
+        return NegativeCase.filter(
+            rating__value=RatingValue.BAD, rating__excluded_reason__isnull=True, **scope.ratings(period, prefix="rating__")
+        )
 
     async def _compliance_rows(self, scope: Scope, period: Period) -> list[dict[str, Any]]:
         commented = Q(commented_at__isnull=False)
@@ -653,7 +752,7 @@ class KpiService:
             .values("rating__local_date", "negatives", "due", "on_time", "commented")
         )
 
-    async def _comment_stats(self, scope: Scope, period: Period) -> CommentStats:
+    async def _comment_stats(self, scope: Scope, period: Period, with_median: bool = True) -> CommentStats:
         # The totals add up the per-day rows: an aggregate without GROUP BY is not something
         # Tortoise expresses (it groups by every column then).
         totals = {"negatives": 0, "due": 0, "on_time": 0, "commented": 0}
@@ -661,7 +760,7 @@ class KpiService:
             for key in totals:
                 totals[key] += row[key]
         median = None
-        if totals["commented"]:
+        if totals["commented"] and with_median:
             # Minutes to comment need a date difference, which SQLite and PostgreSQL spell
             # differently and SQLite has no median: fetch the two timestamps of the period's
             # commented negatives (negatives are few) and take the median here.

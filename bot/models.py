@@ -309,7 +309,7 @@ class PresenceEvent(Model):
 
     class Meta:
         table = "presence_event"
-        indexes = (("point_id", "ts"), ("local_date", "point_id"))
+        indexes = (("point_id", "ts"), ("local_date", "point_id"), ("staff_code", "local_date"))
 
 
 class ServedClients(Model):

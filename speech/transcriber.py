@@ -370,6 +370,10 @@ class WhisperTranscriber:
                 "vad_filter": self.vad,
                 "vad_parameters": self.vad_parameters,
                 "condition_on_previous_text": False,  # a misheard phrase does not seed a loop
+                # No fallback to sampling at higher temperatures: on desk audio a window that
+                # fails the thresholds is noise or far-off speech, and each retry costs a full
+                # decode again (measured: RTF 0.29 with the fallback, 0.07 without, same words).
+                "temperature": 0.0,
                 **self.options,
             }
             segments, info = model.transcribe(pcm, language=language, **options)

@@ -75,6 +75,10 @@ class Migration(migrations.Migration):
             model_name='PresenceEvent',
             index=Index(fields=['local_date', 'point_id']),
         ),
+        ops.AddIndex(
+            model_name='PresenceEvent',
+            index=Index(fields=['staff_code', 'local_date']),
+        ),
         ops.AddField(
             model_name='Rating',
             name='local_date',

@@ -76,7 +76,7 @@ def unique_org(tag: str) -> str:
     """The fixture org with off-the-shelf device topics made unique to this test."""
     data = yaml.safe_load(ORG_FILE.read_text(encoding="utf-8"))
     for device in data["devices"]:
-        if device["kind"] != "native":
+        if device.get("topic"):
             device["topic"] = f"{device['topic']}-{tag}"
     return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
