@@ -27,6 +27,8 @@ from bot.kpi import KpiService
 from bot.ratings import RatingService
 from bot.reports import ReportService
 from bot.retention import RetentionService
+from bot.sampling import CalibrationService, SamplingService
+from bot.scoring import ScoreService
 from bot.settings import DEFAULT_TELEGRAM_API_URL, Settings
 from bot.speech_service import SpeechService
 from bot.staff import StaffService
@@ -37,6 +39,8 @@ from devices.routing import TopicRouter
 from devices.upload import HttpServer, add_upload_routes, make_http_app
 from handlers import admin, common, group_comments, shifts
 from handlers import reports as reports_handlers
+from handlers import quality as quality_handlers
+from handlers import scoring as scoring_handlers
 from handlers.middlewares import StaffLocaleMiddleware, StaffMiddleware
 from speech.store import SegmentStore
 from speech.transcriber import Transcriber, WhisperTranscriber
@@ -216,10 +220,14 @@ def build(
         clock, texts, kpi, lambda: holder.directory, reports.summary_text, settings.digest_time,
         settings.scheduler_interval_seconds, notify,
     )
+    scoring = ScoreService(clock, texts, notify, checklist_code="desk-sales", audio_keep_days=settings.audio_keep_days)
+    sampling = SamplingService(clock)
+    calibration = CalibrationService(clock, texts, scoring, notify, checklist_code="desk-sales")
+    scoring.add_submit_listener(lambda score: calibration.maybe_report(score.calibration_id))  # type: ignore[attr-defined]
 
     dp = Dispatcher(
         settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts, reports=reports,
-        digests=digests,
+        digests=digests, scoring=scoring, sampling=sampling, calibration=calibration,
     )
     dp.update.outer_middleware(StaffMiddleware(staff_service))
     locale = StaffLocaleMiddleware(i18n, settings.default_language)
@@ -227,7 +235,7 @@ def build(
     dp.callback_query.middleware(locale)
     dp.include_routers(
         common.make_router(), admin.make_router(), shifts.make_router(), reports_handlers.make_router(),
-        group_comments.make_router(),
+        scoring_handlers.make_router(), quality_handlers.make_router(), group_comments.make_router(),
     )
     app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention, http, digests)
     app.pinned_models = pin_response_models()

@@ -68,6 +68,27 @@ async def _org_import(settings: Settings, path: Path) -> int:
     return 0
 
 
+async def _checklists_import(settings: Settings, path: Path) -> int:
+    """Each checklist of the file becomes a new version where it changed; nothing is deleted."""
+    from bot import db
+    from bot.checklists import ChecklistFileError, import_checklists, load_checklists_file
+
+    try:
+        checklists = load_checklists_file(path)
+    except ChecklistFileError as error:
+        print(error, file=sys.stderr)
+        return 2
+    await db.upgrade(settings.database_url)
+    await db.connect(settings.database_url)
+    try:
+        report = await import_checklists(checklists)
+    finally:
+        await db.close()
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 async def _check(settings: Settings) -> int:
     """Each dependency gets one line and a verdict; the exit code says whether all passed."""
     import aiomqtt
@@ -199,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     org = sub.add_parser("org", help="organisation file")
     org.add_argument("action", choices=["import"])
     org.add_argument("file", type=Path)
+    checklists = sub.add_parser("checklists", help="quality checklist templates (a changed checklist adds a version)")
+    checklists.add_argument("action", choices=["import"])
+    checklists.add_argument("file", type=Path)
     sub.add_parser("check", help="settings, database, broker and Bot API, each with a verdict")
     dev = sub.add_parser("device", help="devices: a new upload token for the HTTP API")
     dev.add_argument("action", choices=["token"])
@@ -227,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_db_upgrade(settings))
         if args.command == "org":
             return asyncio.run(_org_import(settings, args.file))
+        if args.command == "checklists":
+            return asyncio.run(_checklists_import(settings, args.file))
         if args.command == "check":
             return asyncio.run(_check(settings))
         if args.command == "device":

@@ -9,6 +9,7 @@ service see the company; front staff see only their own figures (``/me``).
 from __future__ import annotations
 
 import asyncio
+import calendar
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,11 +23,16 @@ from bot.clock import Clock
 from bot.errors import AccessDenied, NotFound
 from bot.exports import export_rows, to_csv, to_xlsx
 from bot.kpi import KpiService, KpiSummary, Period, Scope, local_today, parse_period
-from bot.models import ExclusionReason, Office, Point, Role, Staff
+from bot import checklists
+from bot.checklists import Checklist
+from bot.models import ExclusionReason, Office, Point, Role, Score, ScoreStatus, Staff
+from bot.scoring import META
+from bot.speech_service import split_message
 from bot.texts import Texts, _
 
 DEFAULT_ZONE = ZoneInfo("Europe/Moscow")
 WIDE_ROLES = (Role.ADMIN, Role.QUALITY)
+MY_SCORES = 5  # the latest scores /me shows
 COMPANY = _("Company")  # a msgid: translated where it is shown
 
 
@@ -161,6 +167,15 @@ class ReportService:
                 [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
                 t(locale, "Employees by like-index") + f": {where}",
             ))
+        if scope.staff_id is None:  # offices, points, the company; empty state: nothing scored
+            # compliance is monthly: the title names the months the period touches
+            sales = await self._kpi.sales_compliance(scope, period)
+            jobs.append((
+                charts.render_sales_compliance,
+                [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
+                t(locale, "Employees by sales-standard compliance")
+                + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}",
+            ))
         pngs = await asyncio.get_running_loop().run_in_executor(None, _render_all, jobs, labels)
         rendered = time.perf_counter()
         return Report(self.summary_text(summary, locale), pngs, queried - started, rendered - queried, summary)
@@ -218,6 +233,7 @@ class ReportService:
             lines.append(t(locale, "Median time to comment: {minutes} min", minutes=round(c.median_minutes)))
         if c.overdue_open:
             lines.append("⏰ " + t(locale, "Not commented after the deadline: {count}", count=c.overdue_open))
+        lines.append(self.sales_line(s, locale))
         if s.excluded_total:
             reasons = {ExclusionReason.REPEAT: t(locale, "repeated press"), ExclusionReason.NO_CLIENT: t(locale, "no client"),
                        ExclusionReason.MANUAL: t(locale, "by hand")}
@@ -227,6 +243,64 @@ class ReportService:
             lines.append("")
             lines.append("<i>" + t(locale, "In brackets: change against {period}", period=format_period(s.previous.period.start, s.previous.period.end)) + "</i>")
         return "\n".join(lines)
+
+    def sales_line(self, s: KpiSummary, locale: str) -> str:
+        """«Sales-standard compliance: 78 % (12 scored)»; a monthly figure, so a period that is
+        not whole months names the months it covers (``KpiService.summary_sales_compliance``)."""
+        t = self._texts.t
+        if s.sales_compliance is not None and s.sales_scored:
+            line = t(locale, "Sales-standard compliance: {percent} ({scored} scored)",
+                     percent=f"{s.sales_compliance:.0f} %", scored=s.sales_scored)
+        else:
+            line = t(locale, "Sales-standard compliance: no scored conversations")
+        if not _whole_months(s.period.start, s.period.end):
+            line += f" · {_months(s.period.start, s.period.end)}"
+        return line
+
+    async def my_scores(self, staff: Staff, locale: str, limit: int = MY_SCORES) -> list[str]:
+        """The employee's latest submitted scores, newest first, with the criteria not met and
+        the specialists' comments (HTML messages within Telegram's limit; none: no messages).
+
+        Calibration scores are not theirs to see, and an office that turned the quality
+        feedback off (``Office.quality_feedback``) keeps its scores from its employees here too.
+        """
+        scores = (
+            await Score.filter(
+                staff_id=staff.id, status=ScoreStatus.SUBMITTED, calibration_id__isnull=True, office__quality_feedback=True
+            )
+            .order_by("-submitted_at", "-id")
+            .limit(limit)
+            .select_related("conversation", "office")
+        )
+        if not scores:
+            return []
+        t = self._texts.t
+        templates: dict[int, Checklist] = {}
+        lines: list[str] = []
+        for score in scores:
+            template_id: int = score.template_id  # type: ignore[attr-defined]
+            if template_id not in templates:
+                templates[template_id] = await checklists.by_template_id(template_id)
+            checklist = templates[template_id]
+            when = self._texts.local(score.conversation.started_at, _zone(score.office.timezone))
+            result = f"{score.result:.0f} %" if score.result is not None else "—"
+            lines.append("")
+            lines.append(t(locale, "Conversation of {when}", when=when) + f": <b>{result}</b> · {escape(checklist.name)}")
+            if score.critical_failed:
+                lines.append("❗ " + t(locale, "A critical criterion was not met: the score is 0 %."))
+            answers = score.answers or {}
+            for criterion in checklist.criteria:
+                entry = answers.get(criterion.id) or {}
+                note = _comment(entry, t(locale, "(voice message)"))
+                if entry.get("value") == "no":
+                    lines.append(f"❌ {escape(criterion.text)}{' ❗' if criterion.critical else ''}" + (f" — 💬 {note}" if note else ""))
+                elif note:
+                    lines.append(f"💬 {escape(criterion.text)}: {note}")
+            form_note = escape(score.comment) if score.comment else (
+                t(locale, "(voice message)") if (answers.get(META) or {}).get("voice") else "")
+            if form_note:
+                lines.append(f"💬 {t(locale, 'Comment')}: {form_note}")
+        return split_message("📋 <b>" + t(locale, "Your latest scores") + "</b>", lines)
 
     # --- exports and hand-entered figures -------------------------------------------------------
 
@@ -258,6 +332,29 @@ class ReportService:
 def _render_all(jobs: list[tuple], labels: object) -> list[bytes]:
     """Every chart of the album in one executor call (CPU-bound matplotlib, off the event loop)."""
     return [render(data, title, labels) for render, data, title in jobs]
+
+
+def _whole_months(start: date, end: date) -> bool:
+    return start.day == 1 and end.day == calendar.monthrange(end.year, end.month)[1]
+
+
+def _months(start: date, end: date) -> str:
+    """«11.2026», or «10.2026–11.2026» for a period across months."""
+    first, last = f"{start:%m.%Y}", f"{end:%m.%Y}"
+    return first if first == last else f"{first}–{last}"
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else DEFAULT_ZONE
+    except (KeyError, ValueError):
+        return DEFAULT_ZONE
+
+
+def _comment(entry: dict, voice: str) -> str:
+    if entry.get("comment"):
+        return escape(str(entry["comment"]))
+    return voice if entry.get("voice") else ""
 
 
 def _slug(text: str) -> str:

@@ -192,6 +192,8 @@ async def me(message: Message, command: CommandObject, staff: Staff | None, repo
         await message.answer(explain(error))
         return
     await _send_report(bot, message.chat.id, reports, staff, f"s{staff.id}", period, with_ranking=False)
+    for text in await reports.my_scores(staff, _locale()):  # the latest scores, with the specialists' comments
+        await bot.send_message(message.chat.id, text, parse_mode="HTML")
 
 
 async def served(message: Message, command: CommandObject, staff: Staff | None, reports: ReportService) -> None:
