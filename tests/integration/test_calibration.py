@@ -126,7 +126,7 @@ async def test_answers_stay_blind_and_the_result_waits_for_everyone(world: World
     boris_form = await world.scores.next_form(world.people["boris"])
     assert boris_form.id != alla.id and boris_form.answers == {}  # Alla's answers are in her own row only
     with pytest.raises(DomainError):
-        await world.scores.reopen(world.people["boris"], alla.id)  # nor can Boris open hers
+        await world.scores.check(world.people["boris"], alla.id, alla.revision)  # nor can Boris open hers
 
     await fill(world, "boris")
     with pytest.raises(DomainError) as refused:
