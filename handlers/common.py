@@ -36,7 +36,8 @@ async def start(message: Message, staff: Staff | None) -> None:
         return
     await message.answer(
         _(
-            "Commands:\n/shift — pick the desk you work at now\n/shift off — end your shift\n"
+            "Commands:\n/shift — pick the desk you work at now\n/shift off — end your shift\n/me — my figures\n"
+            "/report — KPI report with charts (managers)\n/score, /queue — scoring conversations (quality service)\n"
             "Reply to a negative's message (text or voice) to comment it."
         )
     )
