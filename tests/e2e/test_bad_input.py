@@ -34,10 +34,15 @@ NEAR_VALID = st.fixed_dictionaries(
 PAYLOADS = st.one_of(st.binary(max_size=300), JSON_VALUES.map(lambda v: json.dumps(v).encode()), NEAR_VALID.map(lambda v: json.dumps(v).encode()))
 
 
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: Python reads them, JSON has none
+
+
 def _is_json(payload: bytes) -> bool:
+    """Standard JSON (RFC 8259) in UTF-8, as the contract says devices send."""
     try:
-        json.loads(payload)
-    except ValueError:
+        json.loads(payload.decode("utf-8"), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
         return False
     return True
 
