@@ -58,7 +58,7 @@ from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, SystemClock
 from bot.models import ChecklistTemplate
-from bot.org import OrgFileError, _OrgLoader, _problem, _yaml_problem
+from bot.org import OrgFileError, _problem, load_yaml_mapping, read_config_text
 
 __all__ = [
     "ANSWERS",
@@ -274,29 +274,12 @@ _ALL_FIELDS = sorted({name for m in (ChecklistFile, ChecklistModel, SectionModel
 def load_checklists_file(path: str | Path) -> ChecklistFile:
     """Read and validate a checklist file; every problem is reported, not just the first."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ChecklistFileError(str(path), ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ChecklistFileError(str(path), [f"cannot read the file: {e}"]) from None
-    return parse_checklists_yaml(text, source=str(path))
+    return parse_checklists_yaml(read_config_text(path, ChecklistFileError), source=str(path))
 
 
 def parse_checklists_yaml(text: str, source: str = "<checklist file>") -> ChecklistFile:
     """``load_checklists_file`` for text already in memory (tests, Telegram uploads)."""
-    loader = _OrgLoader(text)  # rejects duplicate keys, which PyYAML would silently overwrite
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as e:
-        raise ChecklistFileError(source, [_yaml_problem(e)]) from None
-    except yaml.YAMLError as e:
-        raise ChecklistFileError(source, [f"YAML error: {e}"]) from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise ChecklistFileError(source, ["the file must be a YAML mapping with a checklists: list"])
+    data, node = load_yaml_mapping(text, source, "a checklists: list", ChecklistFileError)
     problems = [_problem(loc, msg, node) for loc, msg in consistency_problems(data)]
     try:
         checklists = ChecklistFile.model_validate(data)

@@ -348,32 +348,46 @@ _ALL_FIELDS = sorted(
 )
 
 
-def load_org_file(path: str | Path) -> OrgFile:
-    """Read and validate an org file; every problem is reported, not just the first."""
-    path = Path(path)
+def read_config_text(path: Path, error: type[OrgFileError] = OrgFileError) -> str:
+    """A config file's text; a missing or unreadable file is ``error`` with one problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise OrgFileError(str(path), ["file not found"]) from None
+        raise error(str(path), ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise OrgFileError(str(path), [f"cannot read the file: {e}"]) from None
-    return parse_org_yaml(text, source=str(path))
+        raise error(str(path), [f"cannot read the file: {e}"]) from None
 
 
-def parse_org_yaml(text: str, source: str = "<org file>") -> OrgFile:
-    """``load_org_file`` for text already in memory (tests, Telegram uploads)."""
-    loader = _OrgLoader(text)
+def load_yaml_mapping(
+    text: str, source: str, expected: str, error: type[OrgFileError] = OrgFileError
+) -> tuple[dict[str, Any], yaml.Node]:
+    """The YAML document as a mapping and its node (for line numbers); duplicate keys, syntax
+    errors and a document that is not a mapping (``expected`` says what it should hold) are
+    ``error``."""
+    loader = _OrgLoader(text)  # rejects duplicate keys, which PyYAML would silently overwrite
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as e:
-        raise OrgFileError(source, [_yaml_problem(e)]) from None
+        raise error(source, [_yaml_problem(e)]) from None
     except yaml.YAMLError as e:
-        raise OrgFileError(source, [f"YAML error: {e}"]) from None
+        raise error(source, [f"YAML error: {e}"]) from None
     finally:
         loader.dispose()
-    if not isinstance(data, dict):
-        raise OrgFileError(source, ["the file must be a YAML mapping with company, offices, staff, roster, devices"])
+    if not isinstance(data, dict) or node is None:
+        raise error(source, [f"the file must be a YAML mapping with {expected}"])
+    return data, node
+
+
+def load_org_file(path: str | Path) -> OrgFile:
+    """Read and validate an org file; every problem is reported, not just the first."""
+    path = Path(path)
+    return parse_org_yaml(read_config_text(path), source=str(path))
+
+
+def parse_org_yaml(text: str, source: str = "<org file>") -> OrgFile:
+    """``load_org_file`` for text already in memory (tests, Telegram uploads)."""
+    data, node = load_yaml_mapping(text, source, "company, offices, staff, roster, devices")
     try:
         return OrgFile.model_validate(data)
     except ValidationError as e:
