@@ -235,17 +235,10 @@ class SpeechService:
         shown, result = check_transcript(transcript, rules)
         lines = highlight_html(shown, result).splitlines() or [self._texts.t(locale, "(no speech recognised)")]
         lines += self._rule_summary(locale, rules, result)
+        heard = transcript_fields(transcript, shown, result)
         async with in_transaction():
-            await NegativeCase.filter(id=case.id).update(
-                speech_status=SpeechStatus.DONE, transcript=transcript.text,
-                transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
-                rule_hits=rule_hits_record(shown, result, transcript),
-            )
-            await Conversation.filter(case_id=case.id).update(
-                speech_status=SpeechStatus.DONE, transcript=transcript.text,
-                transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
-                rule_hits=rule_hits_record(shown, result, transcript),
-            )
+            await NegativeCase.filter(id=case.id).update(speech_status=SpeechStatus.DONE, **heard)
+            await Conversation.filter(case_id=case.id).update(speech_status=SpeechStatus.DONE, **heard)
             for chunk in split_message(header, lines):
                 await self._text(case, chunk)
         case.speech_status = SpeechStatus.DONE
@@ -317,9 +310,7 @@ class SpeechService:
             return
         shown, result = check_transcript(transcript, office.rules if office else RuleSet())
         await Conversation.filter(id=conversation.id).update(
-            speech_status=SpeechStatus.DONE, transcript=transcript.text,
-            transcript_segments=[[s.start, s.end, s.text] for s in transcript.segments],
-            rule_hits=rule_hits_record(shown, result, transcript),
+            speech_status=SpeechStatus.DONE, **transcript_fields(transcript, shown, result)
         )
 
     async def _failed(self, case: NegativeCase, error: str) -> None:
@@ -381,6 +372,15 @@ def rule_hits_record(shown: str, result: RuleResult, transcript: Transcript) -> 
         "forbidden": hits(result.forbidden_hits),
         "required": {name: hits(found) for name, found in result.required_hits.items()},
         "missing": list(result.required_missing),
+    }
+
+
+def transcript_fields(transcript: Transcript, shown: str, result: RuleResult) -> dict[str, object]:
+    """The columns a transcript fills, alike on a negative's case and on a conversation."""
+    return {
+        "transcript": transcript.text,
+        "transcript_segments": [[s.start, s.end, s.text] for s in transcript.segments],
+        "rule_hits": rule_hits_record(shown, result, transcript),
     }
 
 
