@@ -192,9 +192,12 @@ class RetentionService:
         """
         before = now - timedelta(days=self._settings.audio_keep_days)
         while True:
-            found = await NegativeCase.filter(snippet_path__isnull=False, rating__ts__lt=before).order_by("id").limit(
-                BATCH
-            ).values_list("id", "snippet_path")
+            found = await (
+                NegativeCase.filter(snippet_path__isnull=False, rating__ts__lt=before)
+                # a scored conversation moved its own keep_until on: its snippet stays until then
+                .filter(Q(conversation__keep_until__isnull=True) | Q(conversation__keep_until__lt=now))
+                .order_by("id").limit(BATCH).values_list("id", "snippet_path")
+            )
             if not found:
                 return
             ids = [int(id_) for id_, _ in found]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FakeClock
-from bot.models import AudioSegment, Conversation, NegativeCase, Office, Point, Rating, RatingValue
+from bot.models import AudioSegment, Conversation, ConversationKind, NegativeCase, Office, Point, Rating, RatingValue
 from bot.retention import RetentionReport, RetentionService
 from bot.settings import Settings, load_settings
 from speech.store import SegmentStore
@@ -150,11 +150,25 @@ async def test_a_negatives_snippet_and_voice_comment_go_after_the_keep_days(worl
         case = await NegativeCase.create(rating=rating, office_id=rating.office_id, snippet_path=str(snippet), transcript="t")  # type: ignore[attr-defined]
         (comments / f"case-{case.id}.ogg").write_bytes(b"c" * 300)
         cases.append(case)
+    # a third, as old as the first, whose conversation was scored: kept as long as the conversation
+    scored_rating = await Rating.create(
+        event_uid="r-scored", device_id="btn", office_id=world.point.office_id, point=world.point,  # type: ignore[attr-defined]
+        value=RatingValue.BAD, ts=NOW - KEEP - timedelta(hours=2), received_at=NOW - KEEP,
+    )
+    scored_snippet = snippets / "case-scored.ogg"
+    scored_snippet.write_bytes(b"k" * 100)
+    scored = await NegativeCase.create(rating=scored_rating, office_id=scored_rating.office_id, snippet_path=str(scored_snippet))  # type: ignore[attr-defined]
+    await Conversation.create(
+        kind=ConversationKind.NEGATIVE, case=scored, office_id=world.point.office_id, point=world.point,  # type: ignore[attr-defined]
+        started_at=scored_rating.ts, ended_at=scored_rating.ts, audio_path=str(scored_snippet), codec="opus",
+        size_bytes=100, digest="d", received_at=NOW - KEEP, keep_until=NOW + timedelta(days=30),
+    )
     report = await world.service.run_once()
+    assert (await NegativeCase.get(id=scored.id)).snippet_path == str(scored_snippet) and scored_snippet.exists()
     old, recent = [await NegativeCase.get(id=c.id) for c in cases]
     assert (old.snippet_path, old.transcript) == (None, "t")
     assert recent.snippet_path == cases[1].snippet_path and Path(recent.snippet_path).exists()
-    assert sorted(p.name for p in snippets.iterdir()) == ["case-1.ogg"]
+    assert sorted(p.name for p in snippets.iterdir()) == ["case-1.ogg", "case-scored.ogg"]
     assert sorted(p.name for p in comments.iterdir()) == [f"case-{recent.id}.ogg"]
     assert (report.snippets, report.bytes_freed) == (1, 1000)
 
