@@ -470,7 +470,7 @@ RATING_COLUMNS = ("id", "event_uid", "device_id", "office_id", "point_id", "staf
                   "ticket", "excluded_reason", "excluded_by", "local_date", "local_hour")
 CASE_COLUMNS = ("id", "rating_id", "office_id", "chat_id", "message_id", "remind_at", "due_at", "reminded_at",
                 "escalated_at", "overdue", "comment_text", "comment_by_id", "commented_at", "comment_late",
-                "comment_speech_attempts", "speech_attempts")
+                "comment_speech_attempts", "speech_attempts", "comment_seconds")
 PRESENCE_COLUMNS = ("id", "event_uid", "point_id", "state", "ticket", "staff_code", "ts", "local_date")
 SERVED_COLUMNS = ("office_id", "day", "clients", "entered_by_id", "entered_at")
 
@@ -578,6 +578,7 @@ def case_rows(g: Generated, w: Writer, batch: int) -> Iterator[list[tuple]]:
                 w.ts(remind), w.ts(due), w.ts(reminded) if reminded else None, w.ts(escalated) if escalated else None,
                 w.flag(outcome != 0), COMMENTS[cols["text"][i]] if commented else None, cols["by"][i] if commented else None,
                 w.ts(commented) if commented else None, w.flag(outcome == 1) if commented else None, 0, 0,
+                float(commented - ts) if commented else None,
             ))
         yield rows
 
@@ -630,8 +631,9 @@ async def seed(args: argparse.Namespace) -> None:
     from tortoise import connections
 
     from bot import db
-    from bot.models import Office, Point, Rating, Staff
+    from bot.models import Office, Point, Rating, RatingTally, Staff
     from bot.org import OrgFile, import_org
+    from bot.tallies import rebuild_tallies
 
     url = args.database
     kind = kind_of(url)
@@ -672,6 +674,10 @@ async def seed(args: argparse.Namespace) -> None:
             for statement in recreate:
                 await w.client.execute_script(statement)
             timings[label] = (count, loaded, len(recreate), time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await rebuild_tallies(w.client)  # what ingest keeps at insert, counted once for the bulk load
+        tally_rows = await RatingTally.all().count()
+        timings["rating tallies"] = (tally_rows, time.perf_counter() - t0, 0, 0.0)
         served_rows = [(o, w.day(d.toordinal()), c, by, w.ts(at.timestamp())) for o, d, c, by, at in g.served]
         progress = Progress("served (manual)", len(served_rows))
         await w.write("served_clients", SERVED_COLUMNS, [served_rows], progress)
@@ -682,7 +688,7 @@ async def seed(args: argparse.Namespace) -> None:
             for table in ("rating", "negative_case", "presence_event"):
                 await client.execute_query(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM \"{table}\"))")
-            for table in ("rating", "negative_case", "presence_event", "served_clients", "staff", "point", "office"):
+            for table in ("rating", "rating_tally", "negative_case", "presence_event", "served_clients", "staff", "point", "office"):
                 await client.execute_script(f'VACUUM ANALYZE "{table}"')
             finishing = "setval + VACUUM ANALYZE"
         else:

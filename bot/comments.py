@@ -79,6 +79,7 @@ class CommentService:
             if first:
                 fresh.commented_at = now
                 fresh.comment_late = late
+                fresh.comment_seconds = (now - case.rating.ts).total_seconds()  # type: ignore[attr-defined]
             await fresh.save()
             if fresh.chat_id is not None:
                 await OutboxMessage.create(

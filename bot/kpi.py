@@ -32,7 +32,7 @@ import calendar
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -51,6 +51,7 @@ from bot.models import (
     Office,
     PresenceEvent,
     Rating,
+    RatingTally,
     RatingValue,
     Score,
     ScoreStatus,
@@ -254,6 +255,17 @@ class Scope:
             filters[f"{prefix}point_id"] = self.point_id
         if self.staff_id is not None:
             filters[f"{prefix}staff_id"] = self.staff_id
+        return filters
+
+    def tallies(self, period: Period) -> dict[str, object]:
+        """Filter keywords for ``RatingTally``: the same ratings as ``ratings``, counted."""
+        filters: dict[str, object] = {"local_date__gte": period.start, "local_date__lte": period.end}
+        if self.office_ids is not None:
+            filters["office_id__in"] = list(self.office_ids)
+        if self.point_id is not None:
+            filters["point_id"] = self.point_id
+        if self.staff_id is not None:
+            filters["staff_id"] = self.staff_id
         return filters
 
 
@@ -473,10 +485,15 @@ class ServedEntry:
 # --- the service --------------------------------------------------------------------------
 
 _VALID = Q(excluded_reason__isnull=True)
+_COUNTED = Q(excluded_reason="")  # a valid rating's tally
 
 
-def _valid(value: RatingValue, prefix: str = "") -> Q:
-    return Q(**{f"{prefix}value": value, f"{prefix}excluded_reason__isnull": True})
+def _counted(value: RatingValue) -> Q:
+    return Q(value=value, excluded_reason="")
+
+
+def _sum(value: Any) -> int:
+    return int(value or 0)  # SUM over no rows is NULL, and a Decimal on PostgreSQL
 
 
 class KpiService:
@@ -492,23 +509,28 @@ class KpiService:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
-    async def summary(self, scope: Scope, period: Period, compare: bool = False, brief: bool = False) -> KpiSummary:
+    async def summary(
+        self, scope: Scope, period: Period, compare: bool = False, brief: bool = False,
+        comment_days: Sequence[ComplianceDay] | None = None,
+    ) -> KpiSummary:
         """``compare`` adds the previous period of the same length, ``brief``: only what a
         comparison shows (counts and comment compliance; no served figures, median or scores),
-        which halves a report's queries over the largest tables."""
+        which halves a report's queries over the largest tables. ``comment_days``: this
+        period's ``compliance_daily`` when the caller has it already (a report draws it), so
+        the comment figures are added up from it instead of queried twice."""
         rows = (
-            await Rating.filter(**scope.ratings(period))
-            .annotate(n=Count("id"))
+            await RatingTally.filter(**scope.tallies(period))
+            .annotate(n=Sum("ratings"))
             .group_by("value", "excluded_reason")
             .values("value", "excluded_reason", "n")
         )
         counts: dict[RatingValue, int] = defaultdict(int)
         excluded: dict[ExclusionReason, int] = defaultdict(int)
         for row in rows:
-            if row["excluded_reason"] is None:
-                counts[RatingValue(row["value"])] += row["n"]
+            if not row["excluded_reason"]:
+                counts[RatingValue(row["value"])] += _sum(row["n"])
             else:
-                excluded[ExclusionReason(row["excluded_reason"])] += row["n"]
+                excluded[ExclusionReason(row["excluded_reason"])] += _sum(row["n"])
         sales, scored = (None, 0) if brief else await self.summary_sales_compliance(scope, period)
         return KpiSummary(
             scope=scope,
@@ -518,7 +540,7 @@ class KpiService:
             bad=counts[RatingValue.BAD],
             excluded=dict(excluded),
             served=Served() if brief else await self.served(scope, period),
-            comments=await self._comment_stats(scope, period, with_median=not brief),
+            comments=await self._comment_stats(scope, period, with_median=not brief, days=comment_days),
             previous=await self.summary(scope, period.previous(), brief=True) if compare else None,
             sales_compliance=sales, sales_scored=scored,
         )
@@ -526,12 +548,12 @@ class KpiService:
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
         """Every day of the period, oldest first, zeros included."""
         rows = (
-            await Rating.filter(**scope.ratings(period))
+            await RatingTally.filter(**scope.tallies(period))
             .annotate(
-                good=Count("id", _filter=_valid(RatingValue.GOOD)),
-                neutral=Count("id", _filter=_valid(RatingValue.NEUTRAL)),
-                bad=Count("id", _filter=_valid(RatingValue.BAD)),
-                excluded=Count("id", _filter=Q(excluded_reason__isnull=False)),
+                good=Sum("ratings", _filter=_counted(RatingValue.GOOD)),
+                neutral=Sum("ratings", _filter=_counted(RatingValue.NEUTRAL)),
+                bad=Sum("ratings", _filter=_counted(RatingValue.BAD)),
+                excluded=Sum("ratings", _filter=~_COUNTED),
             )
             .group_by("local_date")
             .values("local_date", "good", "neutral", "bad", "excluded")
@@ -541,7 +563,8 @@ class KpiService:
         for day in period.dates():
             row = by_day.get(day)
             days.append(
-                DayCounts(day, row["good"], row["neutral"], row["bad"], row["excluded"]) if row else DayCounts(day)
+                DayCounts(day, _sum(row["good"]), _sum(row["neutral"]), _sum(row["bad"]), _sum(row["excluded"]))
+                if row else DayCounts(day)
             )
         return days
 
@@ -551,18 +574,21 @@ class KpiService:
         Ratings nobody was responsible for (``staff_id`` null) are not in the ranking.
         """
         rows = (
-            await Rating.filter(_VALID, staff_id__isnull=False, **scope.ratings(period))
+            await RatingTally.filter(_COUNTED, staff_id__gt=0, **scope.tallies(period))
             .annotate(
-                good=Count("id", _filter=Q(value=RatingValue.GOOD)),
-                neutral=Count("id", _filter=Q(value=RatingValue.NEUTRAL)),
-                bad=Count("id", _filter=Q(value=RatingValue.BAD)),
+                good=Sum("ratings", _filter=Q(value=RatingValue.GOOD)),
+                neutral=Sum("ratings", _filter=Q(value=RatingValue.NEUTRAL)),
+                bad=Sum("ratings", _filter=Q(value=RatingValue.BAD)),
             )
             .group_by("staff_id")
             .values("staff_id", "good", "neutral", "bad")
         )
-        # names in a second, small query: joining staff before grouping costs a lookup per rating
+        # names in a second, small query: joining staff before grouping costs a lookup per row
         names = dict(await Staff.filter(id__in=[r["staff_id"] for r in rows]).values_list("id", "name")) if rows else {}
-        ranking = [StaffKpi(r["staff_id"], names.get(r["staff_id"], "?"), r["good"], r["neutral"], r["bad"]) for r in rows]
+        ranking = [
+            StaffKpi(r["staff_id"], names.get(r["staff_id"], "?"), _sum(r["good"]), _sum(r["neutral"]), _sum(r["bad"]))
+            for r in rows
+        ]
         ranking.sort(key=lambda s: (-(s.like_index or 0.0), -s.total, s.name, s.staff_id))
         return ranking
 
@@ -624,18 +650,19 @@ class KpiService:
             return Served()
         covered = {"ratings": 0, "good": 0, "bad": 0}
         for row in (
-            await Rating.filter(_VALID, **scope.ratings(period))
+            await RatingTally.filter(_COUNTED, **scope.tallies(period))
             .annotate(
-                ratings=Count("id"),
-                good=Count("id", _filter=Q(value=RatingValue.GOOD)),
-                bad=Count("id", _filter=Q(value=RatingValue.BAD)),
+                total=Sum("ratings"),
+                good=Sum("ratings", _filter=Q(value=RatingValue.GOOD)),
+                bad=Sum("ratings", _filter=Q(value=RatingValue.BAD)),
             )
             .group_by("office_id", "local_date")
-            .values("office_id", "local_date", "ratings", "good", "bad")
+            .values("office_id", "local_date", "total", "good", "bad")
         ):
             if (row["office_id"], row["local_date"]) in figures:
-                for key in covered:
-                    covered[key] += row[key]
+                covered["ratings"] += _sum(row["total"])
+                covered["good"] += _sum(row["good"])
+                covered["bad"] += _sum(row["bad"])
         presence = [clients for clients, source in figures.values() if source == "presence"]
         manual = [clients for clients, source in figures.values() if source == "manual"]
         return Served(
@@ -752,18 +779,31 @@ class KpiService:
             .values("rating__local_date", "negatives", "due", "on_time", "commented")
         )
 
-    async def _comment_stats(self, scope: Scope, period: Period, with_median: bool = True) -> CommentStats:
+    async def _comment_stats(
+        self, scope: Scope, period: Period, with_median: bool = True, days: Sequence[ComplianceDay] | None = None
+    ) -> CommentStats:
         # The totals add up the per-day rows: an aggregate without GROUP BY is not something
         # Tortoise expresses (it groups by every column then).
         totals = {"negatives": 0, "due": 0, "on_time": 0, "commented": 0}
-        for row in await self._compliance_rows(scope, period):
+        rows = (
+            [{key: getattr(day, key) for key in totals} for day in days]
+            if days is not None else await self._compliance_rows(scope, period)
+        )
+        for row in rows:
             for key in totals:
                 totals[key] += row[key]
         median = None
         if totals["commented"] and with_median:
-            # Minutes to comment need a date difference, which SQLite and PostgreSQL spell
-            # differently and SQLite has no median: fetch the two timestamps of the period's
-            # commented negatives (negatives are few) and take the median here.
-            pairs = await self._cases(scope, period).filter(commented_at__isnull=False).values_list("rating__ts", "commented_at")
-            median = statistics.median((commented - rated).total_seconds() / 60 for rated, commented in pairs)
+            # SQLite has no median: sort by the stored seconds to comment and read the middle
+            # one (or two) rows, instead of fetching every commented negative.
+            commented = totals["commented"]
+            middle = await (
+                self._cases(scope, period)
+                .filter(commented_at__isnull=False, comment_seconds__isnull=False)
+                .order_by("comment_seconds")
+                .offset((commented - 1) // 2)
+                .limit(1 if commented % 2 else 2)
+                .values_list("comment_seconds", flat=True)
+            )
+            median = statistics.mean(middle) / 60 if middle else None
         return CommentStats(median_minutes=median, **totals)

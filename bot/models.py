@@ -179,6 +179,31 @@ class Rating(Model):
         indexes = (("point_id", "ts"), ("office_id", "ts"), ("office_id", "local_date"), ("staff_id", "local_date"))
 
 
+class RatingTally(Model):
+    """Ratings counted per local day, office, point, employee, kind and exclusion reason.
+
+    Reports add up these rows (a few per point and day) instead of every rating. Ratings are
+    immutable after insert, and the one place that inserts them adds their counts in the same
+    transaction (``bot.tallies``), so the two never disagree. The key columns are plain
+    integers and strings, not nullable foreign keys, so that the key can be unique on any
+    database: ``staff_id`` 0 is nobody responsible and an empty ``excluded_reason`` a valid rating.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    local_date = fields.DateField()
+    office_id = fields.IntField()
+    point_id = fields.IntField()
+    staff_id = fields.IntField()
+    value = fields.CharEnumField(RatingValue, max_length=8)
+    excluded_reason = fields.CharField(max_length=16)
+    ratings = fields.IntField()
+
+    class Meta:
+        table = "rating_tally"
+        unique_together = (("local_date", "office_id", "point_id", "staff_id", "value", "excluded_reason"),)
+        indexes = (("point_id", "local_date"), ("staff_id", "local_date"))
+
+
 class NegativeCase(Model):
     """What a negative rating owes: a group message, a comment, a deadline."""
 
@@ -199,6 +224,8 @@ class NegativeCase(Model):
     )
     commented_at = fields.DatetimeField(null=True)
     comment_late = fields.BooleanField(null=True)
+    # rating to first comment, fixed with commented_at: the median is then one ORDER BY in SQL
+    comment_seconds = fields.FloatField(null=True)
     comment_transcript = fields.TextField(null=True)
     comment_speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
     comment_speech_attempts = fields.IntField(default=0, db_default=0)

@@ -35,6 +35,7 @@ from bot.models import (
     SpeechStatus,
 )
 from bot.settings import Settings
+from bot.tallies import add_tallies
 from bot.texts import Texts
 from devices.contract import AudioEvent, InboundMessage, PayloadError, PresenceEvent, RatingEvent, StatusEvent
 
@@ -223,6 +224,7 @@ class RatingService:
                 local_hour=local.hour,
             ))
         await Rating.bulk_create(rows, batch_size=500)
+        await add_tallies(rows)
         result.ratings = len(rows)
         result.excluded = sum(1 for r in fresh if r.excluded)
         await self._open_cases(fresh, directory, now, result)

@@ -141,12 +141,12 @@ class ReportService:
     async def build(self, staff: Staff, key: str, period: Period, locale: str, with_ranking: bool = True) -> Report:
         scope = await self.resolve(staff, key)
         started = time.perf_counter()
-        summary = await self._kpi.summary(scope, period, compare=True)
+        compliance = await self._kpi.compliance_daily(scope, period)
+        summary = await self._kpi.summary(scope, period, compare=True, comment_days=compliance)
         daily = await self._kpi.daily(scope, period)
         with_ranking = with_ranking and scope.staff_id is None
         ranking = await self._kpi.staff_ranking(scope, period) if with_ranking else []
         heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
-        compliance = await self._kpi.compliance_daily(scope, period)
         reasons = await self._kpi.reasons(scope, period)
         queried = time.perf_counter()
         labels = LABELS_EN if locale == "en" else LABELS_RU

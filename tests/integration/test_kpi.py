@@ -18,6 +18,7 @@ from bot.clock import FakeClock
 from bot.errors import DomainError
 from bot.kpi import ComplianceDay, DayCounts, KpiService, Period, Scope
 from bot.models import ExclusionReason, NegativeCase, Office, Point, PresenceEvent, Rating, ServedClients, Staff
+from bot.tallies import add_tallies
 
 MSK = ZoneInfo("Europe/Moscow")
 NSK = ZoneInfo("Asia/Novosibirsk")
@@ -75,8 +76,9 @@ def rating(
 
 
 async def seed(*ratings: Rating) -> list[int]:
-    """Store ``ratings`` and return their ids in the same order."""
+    """Store ``ratings`` as ingest does (with their tallies) and return their ids in the same order."""
     await Rating.bulk_create(list(ratings))
+    await add_tallies(ratings)
     ids = dict(await Rating.filter(event_uid__in=[r.event_uid for r in ratings]).values_list("event_uid", "id"))
     return [ids[r.event_uid] for r in ratings]
 
@@ -373,6 +375,7 @@ async def commented_negatives(org: Org) -> None:
         NegativeCase(
             rating_id=rating_id, office_id=org.msk.id, due_at=due,
             commented_at=at + after if after else None, comment_late=late,
+            comment_seconds=after.total_seconds() if after else None,
         )
         for rating_id, at, (due, after, late) in zip(ids, rated, cases, strict=True)
     ])
@@ -389,6 +392,15 @@ async def test_median_minutes_to_comment(org: Org, kpi: KpiService) -> None:
     await commented_negatives(org)
     s = await kpi.summary(Scope.company(), WEEK)
     assert s.median_comment_minutes == 20.0  # of 10, 50 and 20
+
+
+async def test_summary_from_the_daily_compliance_equals_its_own_query(org: Org, kpi: KpiService) -> None:
+    await commented_negatives(org)
+    days = await kpi.compliance_daily(Scope.company(), WEEK)
+    given = await kpi.summary(Scope.company(), WEEK, compare=True, comment_days=days)
+    queried = await kpi.summary(Scope.company(), WEEK, compare=True)
+    assert given.comments == queried.comments
+    assert (given.comments.due, given.comments.on_time, given.comments.median_minutes) == (4, 2, 20.0)
 
 
 async def test_compliance_per_day(org: Org, kpi: KpiService) -> None:

@@ -28,7 +28,10 @@ async def _upgrade_with_rows(url: str) -> list[dict]:
         # 21:30 UTC on the 1st is 00:30 on the 2nd in Moscow: the backfill must say the 2nd
         "INSERT INTO rating (event_uid, device_id, office_id, point_id, value, ts, received_at)"
         " VALUES ('e1', 'btn', 1, 1, 'bad', '2026-11-01 21:30:00+00:00', '2026-11-01 21:30:01+00:00');"
-        "INSERT INTO presence_event (event_uid, point_id, state, ts) VALUES ('p1', 1, 'start', '2026-11-01 21:29:00+00:00')"
+        "INSERT INTO presence_event (event_uid, point_id, state, ts) VALUES ('p1', 1, 'start', '2026-11-01 21:29:00+00:00');"
+        # commented 12.5 minutes after the press
+        "INSERT INTO negative_case (rating_id, office_id, overdue, commented_at)"
+        " VALUES (1, 1, false, '2026-11-01 21:42:30+00:00')"
     )
     await Tortoise.close_connections()
     await db.upgrade(url)  # to the head: columns added to tables that have rows
@@ -40,6 +43,12 @@ async def _upgrade_with_rows(url: str) -> list[dict]:
     presence = await conn.execute_query_dict("SELECT local_date FROM presence_event")
     assert [(str(r["local_date"]), r["local_hour"]) for r in local] == [("2026-11-02", 0)]
     assert [str(r["local_date"]) for r in presence] == ["2026-11-02"]
+    tallies = await conn.execute_query_dict(
+        "SELECT local_date, office_id, point_id, staff_id, value, excluded_reason, ratings FROM rating_tally"
+    )
+    assert [tuple(map(str, r.values())) for r in tallies] == [("2026-11-02", "1", "1", "0", "bad", "", "1")]
+    seconds = await conn.execute_query_dict("SELECT comment_seconds FROM negative_case")
+    assert abs(seconds[0]["comment_seconds"] - 750.0) < 0.01
     await db.close()
     return [*rows, *applied]
 
