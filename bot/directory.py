@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.models import Device, Office, Point, RosterEntry, Staff
+from bot.models import Device, Office, Point, Reason, RosterEntry, Staff
 from bot.working_hours import WorkingHours, parse_days, parse_hours
 from devices.contract import DeviceConfig
 from speech.rules import RuleSet
@@ -31,6 +31,24 @@ class OfficeInfo:
     post_positive: bool
     hourly_digest: bool
     rules: RuleSet = field(default_factory=RuleSet)
+    complaint_chat_id: int | None = None
+    complaint_due_days: int = 2
+    review_url: str | None = None
+    review_title: str | None = None
+    reason_codes: tuple[str, ...] | None = None  # the reasons it offers; None: every active one
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonInfo:
+    id: int
+    code: str
+    label: str
+    label_en: str | None
+    staff_related: bool
+    active: bool
+
+    def text(self, locale: str) -> str:
+        return self.label_en if locale == "en" and self.label_en else self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,8 @@ class Directory:
     devices: list[DeviceConfig] = field(default_factory=list)
     roster: dict[int, list[RosterSlot]] = field(default_factory=dict)
     staff_names: dict[int, str] = field(default_factory=dict)
+    staff_by_code: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, ReasonInfo] = field(default_factory=dict)
 
     @classmethod
     async def load(cls) -> Directory:
@@ -81,6 +101,11 @@ class Directory:
                 post_positive=office.post_positive,
                 hourly_digest=office.hourly_digest,
                 rules=RuleSet.from_config(office.speech_rules),
+                complaint_chat_id=office.complaint_chat_id,
+                complaint_due_days=office.complaint_due_days,
+                review_url=office.review_url,
+                review_title=office.review_title,
+                reason_codes=tuple(office.reason_codes) if office.reason_codes is not None else None,
             )
             directory.offices[office.id] = info
             directory.offices_by_code[office.code] = info
@@ -110,9 +135,23 @@ class Directory:
             )
             slot = RosterSlot(entry.staff_id, frozenset(parse_days(entry.days)), hours)  # type: ignore[attr-defined]
             directory.roster.setdefault(entry.point_id, []).append(slot)  # type: ignore[attr-defined]
-        for staff_id, name in await Staff.all().values_list("id", "name"):
+        for staff_id, code, name in await Staff.all().values_list("id", "code", "name"):
             directory.staff_names[staff_id] = name
+            directory.staff_by_code[code] = staff_id
+        for reason in await Reason.all().order_by("id"):
+            directory.reasons[reason.code] = ReasonInfo(
+                reason.id, reason.code, reason.label, reason.label_en, reason.staff_related, reason.active
+            )
         return directory
+
+    def office_reasons(self, office_id: int) -> list[ReasonInfo]:
+        """The active reasons an office's kiosks and QR pages offer, in the org file's order."""
+        office = self.offices.get(office_id)
+        if office is None:
+            return []
+        if office.reason_codes is None:
+            return [r for r in self.reasons.values() if r.active]
+        return [self.reasons[c] for c in office.reason_codes if c in self.reasons and self.reasons[c].active]
 
     def rostered_staff(self, point_id: int, at: datetime) -> int | None:
         point = self.points_by_id.get(point_id)

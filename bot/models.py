@@ -25,6 +25,20 @@ class RatingValue(StrEnum):
     BAD = "bad"
 
 
+class Channel(StrEnum):
+    """Where a customer gave the feedback."""
+
+    BUTTON = "button"  # a loyalty button at the desk
+    KIOSK = "kiosk"    # the exit kiosk
+    QR = "qr"          # a QR survey page on the customer's phone
+
+
+class ComplaintStatus(StrEnum):
+    OPEN = "open"
+    TAKEN = "taken"        # a complaint handler is on it
+    RESOLVED = "resolved"  # answered, with the resolution text
+
+
 class ExclusionReason(StrEnum):
     REPEAT = "repeat"          # the same device pressed again inside the repeat window
     NO_CLIENT = "no_client"    # presence data says nobody stood at the desk
@@ -70,6 +84,10 @@ class Office(Model):
     quality_feedback = fields.BooleanField(default=True, db_default=True)  # employees get their scores privately
     daily_digest_on = fields.DateField(null=True)  # the local day whose morning digest went out last
     weekly_digest_on = fields.DateField(null=True)
+    complaint_chat_id = fields.BigIntField(null=True)  # complaint handlers: the only chat that sees contacts
+    complaint_due_days = fields.IntField(default=2, db_default=2)  # working days to resolve a complaint
+    reason_codes = fields.JSONField(null=True)  # the reasons its kiosks and QR pages offer; null: all active ones
+    review_title = fields.CharField(max_length=200, null=True)  # e.g. "Яндекс Карты": names review_url for customers
 
     class Meta:
         table = "office"
@@ -124,6 +142,9 @@ class Device(Model):
     battery = fields.IntField(null=True)
     last_seen = fields.DatetimeField(null=True)
     token_hash = fields.CharField(max_length=64, null=True)  # SHA-256 of the upload bearer token, never the token
+    offline_since = fields.DatetimeField(null=True)  # when it went offline (last will, availability topic)
+    offline_alerted = fields.BooleanField(default=False, db_default=False)  # the admin chat was told
+    battery_alerted = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "device"
@@ -173,6 +194,8 @@ class Rating(Model):
     # the office's local calendar, fixed at insert: reports group by it in SQL on any database
     local_date = fields.DateField(null=True)
     local_hour = fields.SmallIntField(null=True)
+    channel = fields.CharEnumField(Channel, max_length=8, default=Channel.BUTTON, db_default="button")
+    customer_text = fields.TextField(null=True)  # what the customer wrote at the kiosk or on the QR page
 
     class Meta:
         table = "rating"
@@ -524,3 +547,108 @@ class SampleItem(Model):
     class Meta:
         table = "sample_item"
         unique_together = (("month", "conversation"),)
+
+
+class Reason(Model):
+    """A reason for dissatisfaction customers pick at a kiosk or on a QR page (org file ``reasons``).
+
+    ``staff_related`` false marks reasons outside the employee's control (stock, price,
+    queue), which reports can leave out of an employee's figures. Reasons are never deleted,
+    only retired (``active`` false), so old ratings keep theirs.
+    """
+
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=64, unique=True)
+    label = fields.CharField(max_length=200)
+    label_en = fields.CharField(max_length=200, null=True)
+    staff_related = fields.BooleanField(default=True)
+    list_version = fields.IntField(default=1)  # the org file reasons.version that last changed it
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "reason"
+
+
+class RatingReason(Model):
+    id = fields.BigIntField(primary_key=True)
+    rating: fields.ForeignKeyRelation[Rating] = fields.ForeignKeyField("models.Rating", related_name="reasons")
+    reason: fields.ForeignKeyRelation[Reason] = fields.ForeignKeyField("models.Reason", related_name="ratings")
+
+    class Meta:
+        table = "rating_reason"
+        unique_together = (("rating", "reason"),)
+
+
+class NpsAnswer(Model):
+    """An answer to "how likely are you to recommend us", 0 to 10."""
+
+    id = fields.BigIntField(primary_key=True)
+    event_uid = fields.CharField(max_length=200, unique=True)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="nps_answers")
+    point: fields.ForeignKeyNullableRelation[Point] = fields.ForeignKeyField(
+        "models.Point", related_name="nps_answers", null=True
+    )
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="nps_answers", null=True
+    )
+    channel = fields.CharEnumField(Channel, max_length=8, default=Channel.KIOSK)
+    device_id = fields.CharField(max_length=100, null=True)
+    score = fields.SmallIntField()
+    reason_text = fields.TextField(null=True)
+    ts = fields.DatetimeField()
+    local_date = fields.DateField()
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "nps_answer"
+        indexes = (("office_id", "local_date"),)
+
+
+class Complaint(Model):
+    """A complaint that needs an answer. Contact details only with consent (152-FZ).
+
+    ``customer_name`` and ``contact`` are shown only in the office's complaint chat, never in
+    the staff group nor in exports, and are erased at ``contact_expires_at`` (retention).
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    event_uid = fields.CharField(max_length=200, unique=True)
+    office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="complaints")
+    point: fields.ForeignKeyNullableRelation[Point] = fields.ForeignKeyField(
+        "models.Point", related_name="complaints", null=True
+    )
+    staff: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="complaints", null=True
+    )
+    channel = fields.CharEnumField(Channel, max_length=8, default=Channel.KIOSK)
+    device_id = fields.CharField(max_length=100, null=True)
+    text = fields.TextField()
+    customer_name = fields.CharField(max_length=200, null=True)
+    contact = fields.CharField(max_length=200, null=True)
+    consent = fields.BooleanField(default=False)
+    ts = fields.DatetimeField()
+    local_date = fields.DateField()
+    received_at = fields.DatetimeField()
+    status = fields.CharEnumField(ComplaintStatus, max_length=8, default=ComplaintStatus.OPEN, db_index=True)
+    chat_id = fields.BigIntField(null=True)
+    message_id = fields.BigIntField(null=True)
+    due_at = fields.DatetimeField(null=True, db_index=True)
+    remind_at = fields.DatetimeField(null=True, db_index=True)
+    reminded_at = fields.DatetimeField(null=True)
+    escalated_at = fields.DatetimeField(null=True)
+    overdue = fields.BooleanField(default=False)
+    taken_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="complaints_taken", null=True
+    )
+    taken_at = fields.DatetimeField(null=True)
+    resolved_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
+        "models.Staff", related_name="complaints_resolved", null=True
+    )
+    resolved_at = fields.DatetimeField(null=True)
+    resolution = fields.TextField(null=True)
+    contact_expires_at = fields.DatetimeField(null=True, db_index=True)
+    contact_erased_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "complaint"
+        indexes = (("office_id", "local_date"),)

@@ -22,6 +22,7 @@ from bot.clock import Clock
 from bot.directory import Directory, PointInfo
 from bot.models import (
     AnomalyAlert,
+    Channel,
     DeadLetter,
     Device,
     ExclusionReason,
@@ -30,6 +31,7 @@ from bot.models import (
     OutboxMessage,
     PresenceEvent as PresenceRow,
     Rating,
+    RatingReason,
     RatingValue,
     Shift,
     SpeechStatus,
@@ -207,6 +209,9 @@ class RatingService:
         fresh.sort(key=lambda r: r.event.ts)
         await self._mark_repeats(fresh)
         await self._resolve_presence_and_staff(fresh, directory)
+        for r in fresh:  # a kiosk or QR customer who chose the employee they rate: that one
+            if r.event.staff and r.event.staff in directory.staff_by_code:
+                r.staff_id = directory.staff_by_code[r.event.staff]
         rows = []
         for r in fresh:
             local = r.event.ts.astimezone(r.point.office.tz)
@@ -222,17 +227,48 @@ class RatingService:
                 excluded_reason=r.excluded,
                 local_date=local.date(),
                 local_hour=local.hour,
+                channel=Channel(r.event.channel),
+                customer_text=r.event.text,
             ))
         await Rating.bulk_create(rows, batch_size=500)
         await add_tallies(rows)
+        await self._store_reasons([r for r in fresh if r.event.reasons], directory, now, result)
         result.ratings = len(rows)
         result.excluded = sum(1 for r in fresh if r.excluded)
         await self._open_cases(fresh, directory, now, result)
         await self._check_anomalies(fresh, directory, now, result)
 
+    async def _store_reasons(self, chosen: list[_NewRating], directory: Directory, now: datetime, result: BatchResult) -> None:
+        """Link the reasons customers picked; codes the office does not offer are kept as a dead
+        letter (the kiosk's list is out of date) and the rating keeps the ones it does offer."""
+        if not chosen:
+            return
+        ids = dict(await Rating.filter(event_uid__in=[r.event.event_uid for r in chosen]).values_list("event_uid", "id"))
+        links, unknown = [], []
+        for r in chosen:
+            offered = {reason.code: reason.id for reason in directory.office_reasons(r.point.office.id)}
+            for code in dict.fromkeys(r.event.reasons):
+                if code in offered:
+                    links.append(RatingReason(rating_id=ids[r.event.event_uid], reason_id=offered[code]))
+                else:
+                    unknown.append((r, code))
+        if links:
+            await RatingReason.bulk_create(links)
+        for r, code in unknown:
+            await DeadLetter.create(
+                topic=f"{r.event.site}/{r.event.channel}/{r.event.device_id}"[:500], payload=r.event.event_uid.encode(),
+                reason="unknown_reason",
+                detail=f"reason {code!r} is not in office {r.point.office.code}'s list; the rating was kept without it",
+                received_at=now,
+            )
+            result.dead_letters += 1
+
     async def _mark_repeats(self, fresh: list[_NewRating]) -> None:
         """A device pressed again inside the window: the first press counts, the rest do not."""
         if not self._repeat_window:
+            for rating in fresh:
+                if rating.event.repeat:
+                    rating.excluded = ExclusionReason.REPEAT
             return
         devices = {r.event.device_id for r in fresh}
         since = fresh[0].event.ts - self._repeat_window
@@ -243,6 +279,8 @@ class RatingService:
             .values_list("device_id", "last")
         )
         for rating in fresh:
+            if rating.event.repeat:  # the channel saw the same phone again inside its own window
+                rating.excluded = ExclusionReason.REPEAT
             previous = last_press.get(rating.event.device_id)
             if previous is not None and timedelta(0) <= rating.event.ts - previous < self._repeat_window:
                 rating.excluded = ExclusionReason.REPEAT

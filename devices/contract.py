@@ -46,6 +46,7 @@ Reason: TypeAlias = Literal[
 
 KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
 RATING_VALUES: Final[frozenset[str]] = frozenset(get_args(RatingValue))
+CHANNELS: Final = ("button", "kiosk", "qr")
 PRESENCE_STATES: Final[frozenset[str]] = frozenset(get_args(PresenceState))
 REASONS: Final[frozenset[str]] = frozenset(get_args(Reason))
 
@@ -145,6 +146,12 @@ class RatingEvent:
     device_id: str
     value: str  # good | neutral | bad
     ts: datetime  # UTC
+    # what the exit kiosk and QR surveys add; a button sends none of it
+    channel: str = "button"  # button | kiosk | qr
+    staff: str | None = None  # the employee the customer rated (staff code), if they chose one
+    reasons: tuple[str, ...] = ()  # reason codes from the office's list
+    text: str | None = None  # the customer's own words
+    repeat: bool = False  # the channel saw the same phone again inside its window: kept, not counted
 
     def __post_init__(self) -> None:
         _require_uid(self.event_uid)
@@ -152,6 +159,8 @@ class RatingEvent:
             raise ValueError(f"rating value must be good|neutral|bad, got {self.value!r}")
         if not self.device_id or len(self.device_id) > MAX_ID:
             raise ValueError(f"device_id must be 1..{MAX_ID} characters")
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {'|'.join(CHANNELS)}, got {self.channel!r}")
         object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
 
 
