@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
     digest_time: time = Field(default=time(9, 0), description="local time of the managers' morning digest")
     upload_max_mb: float = Field(default=50, gt=0, description="largest accepted upload")
+    public_url: str | None = Field(default=None, description="base URL of the survey pages in QR codes; default http://HTTP_HOST:HTTP_PORT")
+    survey_secret: SecretStr | None = Field(default=None, description="signs QR survey codes; default derived from BOT_TOKEN")
+    survey_ip_per_minute: int = Field(default=20, ge=1, description="QR survey submissions per minute from one IP")
+    survey_repeat_minutes: int = Field(default=60, ge=0, description="a phone rating the same target again within this is not counted")
+    kiosk_display_seconds: int = Field(default=300, ge=1, description="how long a review QR sent to a kiosk stays fresh")
+    complaint_contact_days: int = Field(default=365, ge=1, description="complaint contact details are erased after this")
+    battery_alert_percent: int = Field(default=15, ge=1, le=100, description="battery level that alerts the admin chat")
 
     @field_validator("telegram_api_url")
     @classmethod
