@@ -17,8 +17,10 @@ local day and hour fixed as the ingest fixes them. Every valid negative gets its
 ``NegativeCase`` (deadline; commented on time, late or never — the never ones already
 reminded and escalated, so the deadline scheduler has nothing to send), four offices count
 clients with queue-terminal ``start`` events and sixteen enter them with ``/served``, so the
-served figures exist. Rows go in with ``executemany`` through the Tortoise connection in
-20,000-row transactions on SQLite and with ``COPY`` on the raw asyncpg connection on
+served figures exist. About 60 % of the bad ratings came from a kiosk or a QR page with one to
+three reasons for dissatisfaction (a weighted list, some outside the employee's control), and
+about 5 % of the ratings are followed by an NPS answer (22 % detractors, 53 % promoters).
+Rows go in with ``executemany`` through the Tortoise connection in 20,000-row transactions on SQLite and with ``COPY`` on the raw asyncpg connection on
 PostgreSQL (foreign-key triggers off for the load: the generated rows refer to rows that
 exist); a table's plain indexes are dropped for its load and rebuilt after, from their own
 definitions. PostgreSQL then gets ``VACUUM ANALYZE``, which autovacuum would do after such a
@@ -271,6 +273,8 @@ class Generated:
     cases: dict[str, Any]
     presence: dict[str, Any]
     served: list[tuple[int, date, int, int, datetime]]  # office id, day, clients, entered by, entered at
+    reasons: dict[str, Any] = field(default_factory=dict)  # rating index → reason index (REASONS), one row a link
+    nps: dict[str, Any] = field(default_factory=dict)  # NPS answers: office, point, staff, score, times
 
 
 def _minute_cdfs(hours: dict[str, str]) -> tuple[list[bool], Any]:
@@ -459,7 +463,43 @@ def generate(plans: list[OfficePlan], ids: Ids, total: int, rng: Any, now: datet
         "staff_code": np.zeros(0, dtype=object)}
     porder = np.argsort(presence_cols["utc"], kind="stable")
     presence_cols = {key: arr[porder] for key, arr in presence_cols.items()}
-    return Generated(ratings, cases, presence_cols, served)
+    reasons, nps = feedback(ratings, rng)
+    return Generated(ratings, cases, presence_cols, served, reasons, nps)
+
+
+def feedback(ratings: dict[str, Any], rng: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the kiosks and QR pages add: reasons with ~60 % of the bad ratings (1–3 distinct
+    reasons, weighted; those ratings come from a kiosk or a QR page, the rest from buttons) and
+    an NPS answer after ~5 % of the ratings (scores 0–10 as in ``NPS_SCORES``). Sets
+    ``ratings["channel"]``; returns the rating-reason links and the NPS answers."""
+    import numpy as np
+
+    n = len(ratings["id"])
+    bad = np.nonzero(ratings["value"] == 2)[0]  # excluded ones too: reports must leave them out
+    chosen = bad[rng.random(len(bad)) < REASON_SHARE]
+    how_many = np.where(rng.random(len(chosen)) < 0.70, 1, np.where(rng.random(len(chosen)) < 0.83, 2, 3))
+    weights = np.array([r[4] for r in REASONS])
+    # k distinct reasons by weight without a Python loop: the k largest log-weight + Gumbel keys
+    keys = np.log(weights) + rng.gumbel(size=(len(chosen), len(REASONS)))
+    order = np.argsort(-keys, axis=1)
+    picks = np.arange(3)[None, :] < how_many[:, None]
+    channel = np.zeros(n, dtype=np.int64)  # 0 button 1 kiosk 2 qr
+    channel[chosen] = np.where(rng.random(len(chosen)) < 2 / 3, 1, 2)
+    ratings["channel"] = channel
+    links = {
+        "rating": np.repeat(ratings["id"][chosen], how_many),
+        "reason": order[:, :3][picks],
+    }
+    answered = np.nonzero(rng.random(n) < NPS_SHARE)[0]
+    after = rng.uniform(5.0, 60.0, len(answered))
+    nps = {
+        "office": ratings["office"][answered], "office_no": ratings["office_no"][answered],
+        "point": ratings["point"][answered], "staff": ratings["staff"][answered],
+        "score": rng.choice(11, size=len(answered), p=np.array(NPS_SCORES) / sum(NPS_SCORES)),
+        "utc": ratings["utc"][answered] + after, "local_ord": ratings["local_ord"][answered],
+        "channel": np.where(channel[answered] == 2, 2, 1),
+    }
+    return links, nps
 
 
 # --------------------------------------------------------------------------- bulk writing
@@ -467,7 +507,25 @@ def generate(plans: list[OfficePlan], ids: Ids, total: int, rng: Any, now: datet
 VALUES = ("good", "neutral", "bad")
 EXCLUDED = (None, "repeat", "no_client", "manual")
 RATING_COLUMNS = ("id", "event_uid", "device_id", "office_id", "point_id", "staff_id", "value", "ts", "received_at",
-                  "ticket", "excluded_reason", "excluded_by", "local_date", "local_hour")
+                  "ticket", "excluded_reason", "excluded_by", "local_date", "local_hour", "channel")
+CHANNELS = ("button", "kiosk", "qr")
+# reasons for dissatisfaction: code, label, English label, within the employee's control, weight
+REASONS = [
+    ("queue", "Долгое ожидание в очереди", "Long wait in the queue", False, 0.24),
+    ("price", "Высокие цены", "High prices", False, 0.16),
+    ("stock", "Нет нужного товара", "Item out of stock", False, 0.12),
+    ("rude", "Невежливый сотрудник", "Impolite staff", True, 0.12),
+    ("slow", "Долго обслуживали", "Slow service", True, 0.14),
+    ("advice", "Не смогли помочь с вопросом", "Could not help with my question", True, 0.10),
+    ("mistake", "Ошибка в чеке или документах", "Mistake in the receipt or papers", True, 0.07),
+    ("premises", "Неудобно, душно, грязно", "Uncomfortable premises", False, 0.05),
+]
+REASON_SHARE = 0.6  # bad ratings that come with reasons
+NPS_SHARE = 0.05  # ratings followed by an NPS answer
+NPS_SCORES = [3, 1, 2, 2, 3, 5, 6, 10, 15, 20, 33]  # % answering 0…10: 22 % detractors, 53 % promoters, NPS ≈ +31
+RATING_REASON_COLUMNS = ("id", "rating_id", "reason_id")
+NPS_COLUMNS = ("id", "event_uid", "office_id", "point_id", "staff_id", "channel", "device_id", "score", "reason_text",
+               "ts", "local_date", "received_at")
 CASE_COLUMNS = ("id", "rating_id", "office_id", "chat_id", "message_id", "remind_at", "due_at", "reminded_at",
                 "escalated_at", "overdue", "comment_text", "comment_by_id", "commented_at", "comment_late",
                 "comment_speech_attempts", "speech_attempts", "comment_seconds")
@@ -548,14 +606,15 @@ def rating_rows(g: Generated, w: Writer, batch: int, codes: list[str]) -> Iterat
         office_no, point_no = r["office_no"][lo:hi].tolist(), r["point_no"][lo:hi].tolist()
         values, utc, received = r["value"][lo:hi].tolist(), w.ts_many(r["utc"][lo:hi]), w.ts_many(r["received"][lo:hi])
         local_ord, hours, excluded = r["local_ord"][lo:hi].tolist(), r["local_hour"][lo:hi].tolist(), r["excluded"][lo:hi].tolist()
+        channel = r["channel"][lo:hi].tolist()
         rows = []
         for i in range(hi - lo):
-            device = f"btn-{codes[office_no[i]]}-W{point_no[i] + 1}"
+            device = (f"btn-{codes[office_no[i]]}-W{point_no[i] + 1}", f"kiosk-{codes[office_no[i]]}", "qr")[channel[i]]
             reason = EXCLUDED[excluded[i]]
             rows.append((
                 ids[i], f"{device}:{ids[i]}", device, offices[i], points[i], staff[i] or None, VALUES[values[i]],
                 utc[i], received[i], None, reason, "quality1" if reason == "manual" else None,
-                w.day(local_ord[i]), hours[i],
+                w.day(local_ord[i]), hours[i], CHANNELS[channel[i]],
             ))
         yield rows
 
@@ -581,6 +640,30 @@ def case_rows(g: Generated, w: Writer, batch: int) -> Iterator[list[tuple]]:
                 float(commented - ts) if commented else None,
             ))
         yield rows
+
+
+def reason_rows(g: Generated, batch: int, reason_ids: list[int]) -> Iterator[list[tuple]]:
+    links = g.reasons
+    n = len(links["rating"])
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        ratings, reasons = links["rating"][lo:hi].tolist(), links["reason"][lo:hi].tolist()
+        yield [(lo + i + 1, ratings[i], reason_ids[reasons[i]]) for i in range(hi - lo)]
+
+
+def nps_rows(g: Generated, w: Writer, batch: int, codes: list[str]) -> Iterator[list[tuple]]:
+    a = g.nps
+    n = len(a["score"])
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        offices, office_no, points, staff = (a[k][lo:hi].tolist() for k in ("office", "office_no", "point", "staff"))
+        scores, channel, local_ord = a["score"][lo:hi].tolist(), a["channel"][lo:hi].tolist(), a["local_ord"][lo:hi].tolist()
+        utc = w.ts_many(a["utc"][lo:hi])
+        yield [
+            (lo + i + 1, f"nps:{lo + i + 1}", offices[i], points[i], staff[i] or None, CHANNELS[channel[i]],
+             f"kiosk-{codes[office_no[i]]}", scores[i], None, utc[i], w.day(local_ord[i]), utc[i])
+            for i in range(hi - lo)
+        ]
 
 
 def presence_rows(g: Generated, w: Writer, batch: int) -> Iterator[list[tuple]]:
@@ -631,7 +714,7 @@ async def seed(args: argparse.Namespace) -> None:
     from tortoise import connections
 
     from bot import db
-    from bot.models import Office, Point, Rating, RatingTally, Staff
+    from bot.models import Office, Point, Rating, RatingTally, Reason, Staff
     from bot.org import OrgFile, import_org
     from bot.tallies import rebuild_tallies
 
@@ -661,10 +744,17 @@ async def seed(args: argparse.Namespace) -> None:
         w = Writer(kind)
         batch = BATCH[kind]
         timings = {}
+        # the org's reasons for dissatisfaction (the org file's ``reasons`` list, as its import stores it)
+        await Reason.bulk_create([Reason(code=c, label=ru, label_en=en, staff_related=own) for c, ru, en, own, _w in REASONS])
+        by_code = dict(await Reason.all().values_list("code", "id"))
+        reason_ids = [by_code[r[0]] for r in REASONS]
+        codes = [p.code for p in plans]
         for label, table, columns, rows, count in (
-            ("ratings", "rating", RATING_COLUMNS, rating_rows(g, w, batch, [p.code for p in plans]), len(g.ratings["id"])),
+            ("ratings", "rating", RATING_COLUMNS, rating_rows(g, w, batch, codes), len(g.ratings["id"])),
             ("negative cases", "negative_case", CASE_COLUMNS, case_rows(g, w, batch), len(g.cases["id"])),
             ("presence", "presence_event", PRESENCE_COLUMNS, presence_rows(g, w, batch), len(g.presence["utc"])),
+            ("rating reasons", "rating_reason", RATING_REASON_COLUMNS, reason_rows(g, batch, reason_ids), len(g.reasons["rating"])),
+            ("NPS answers", "nps_answer", NPS_COLUMNS, nps_rows(g, w, batch, codes), len(g.nps["score"])),
         ):
             recreate = await w.drop_indexes(table)  # bulk load first, then build the indexes in one go
             progress = Progress(label, count)
@@ -685,10 +775,11 @@ async def seed(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         client = connections.get(kind)
         if kind == "postgres":
-            for table in ("rating", "negative_case", "presence_event"):
+            for table in ("rating", "negative_case", "presence_event", "rating_reason", "nps_answer"):
                 await client.execute_query(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM \"{table}\"))")
-            for table in ("rating", "rating_tally", "negative_case", "presence_event", "served_clients", "staff", "point", "office"):
+            for table in ("rating", "rating_tally", "negative_case", "presence_event", "served_clients", "staff", "point", "office",
+                          "rating_reason", "reason", "nps_answer"):
                 await client.execute_script(f'VACUUM ANALYZE "{table}"')
             finishing = "setval + VACUUM ANALYZE"
         else:
@@ -708,6 +799,12 @@ async def seed(args: argparse.Namespace) -> None:
         print(f"\nratings: {len(r['id']):,} over {DAYS} days · valid {valid:,}: good {values[0] / valid:.1%}, "
               f"neutral {values[1] / valid:.1%}, bad {values[2] / valid:.1%} · excluded {len(r['id']) - valid:,} "
               f"(repeat {int((r['excluded'] == 1).sum()):,}) · no employee on {int((r['staff'] == 0).sum()) / len(r['id']):.1%}")
+        scores = np.bincount(g.nps["score"], minlength=11)
+        answered = max(1, int(scores.sum()))
+        with_reasons = len(np.unique(g.reasons["rating"]))
+        print(f"feedback: {with_reasons:,} bad ratings with {len(g.reasons['rating']):,} reasons "
+              f"({with_reasons / max(1, int((r['value'] == 2).sum())):.0%} of the bad ones; kiosk or QR) · "
+              f"{answered:,} NPS answers, NPS {(scores[9:].sum() - scores[:7].sum()) / answered * 100:+.0f}")
         print(f"org: {len(plans)} offices, {len(points)} points, {len(ids.staff)} staff; admin telegram id {ADMIN_TELEGRAM_ID}")
         if kind == "sqlite":
             print(f"file: {sqlite_path(url)} ({sqlite_path(url).stat().st_size / 2**20:,.0f} MiB)")
@@ -731,7 +828,7 @@ class SqlProbe:
         for name in ("execute_query", "execute_query_dict"):
             setattr(client, name, self._timed(getattr(client, name)))
         for name in ("summary", "served", "_comment_stats", "_compliance_rows", "daily", "staff_ranking",
-                     "negatives_by_weekday_hour", "compliance_daily", "reasons"):
+                     "negatives_by_weekday_hour", "compliance_daily", "reasons", "negatives_by_control", "nps"):
             setattr(kpi, name, self._labelled(name, getattr(kpi, name)))
 
     def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -1019,7 +1116,8 @@ async def chart_renders(args: argparse.Namespace, kpi: Any, texts: Any, scope: A
         ("negatives heatmap", charts.render_negatives_heatmap, heatmap, "When negatives happen"),
         ("comment compliance", charts.render_comment_compliance,
          [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], "Comment compliance"),
-        ("reasons pareto", charts.render_reasons_pareto, [charts.ReasonCount(r, n) for r, n in reasons],
+        ("reasons pareto", charts.render_reasons_pareto,
+         [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
          "Reasons for dissatisfaction"),
     ]
     if scope.staff_id is None:

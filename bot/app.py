@@ -19,9 +19,12 @@ from bot import db
 from bot.audio import AudioService
 from bot.clock import Clock, SystemClock, wait_first
 from bot.comments import CommentService
+from bot.complaints import ComplaintService
 from bot.deadlines import DeadlineScheduler
+from bot.device_health import DeviceHealthService
 from bot.digests import DigestService
 from bot.directory import Directory
+from bot.kiosk_display import KioskDisplay
 from bot.outbox import OutboxSender
 from bot.kpi import KpiService
 from bot.ratings import RatingService
@@ -32,12 +35,18 @@ from bot.scoring import ScoreService
 from bot.settings import DEFAULT_TELEGRAM_API_URL, Settings
 from bot.speech_service import SpeechService
 from bot.staff import StaffService
+from bot.survey_codes import SurveyCodes
+from bot.surveys import SurveyService, load_survey_secret
 from bot.texts import Texts, make_i18n
 from bot.uploads import DeviceTokens, UploadService
 from devices.ingest import MqttIngest
 from devices.routing import TopicRouter
+from devices.survey_web import add_survey_routes
 from devices.upload import HttpServer, add_upload_routes, make_http_app
 from handlers import admin, common, group_comments, shifts
+from handlers import complaints as complaints_handlers
+from handlers import devices as devices_handlers
+from handlers import qr as qr_handlers
 from handlers import reports as reports_handlers
 from handlers import quality as quality_handlers
 from handlers import scoring as scoring_handlers
@@ -105,6 +114,10 @@ class App:
     digests: DigestService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     pinned_models: list[object] = field(default_factory=list)
+    complaints: ComplaintService | None = None  # complaint cards, reminders, escalations, contact retention
+    surveys: SurveyService | None = None  # QR survey pages (/r/{code}) and /qr table tents
+    device_health: DeviceHealthService | None = None  # offline / battery alerts and /devices
+    kiosk_display: KioskDisplay | None = None  # review-page QR to a kiosk after good feedback
 
     async def start(self, stop: asyncio.Event) -> None:
         """Migrate, load the org, then run polling, ingest, outbox and deadlines side by side."""
@@ -135,6 +148,12 @@ class App:
             spawn(self.retention.run(stop), "retention"),
             spawn(self.digests.run(stop), "digests"),
         ]
+        if self.complaints is not None:
+            self.tasks.append(spawn(self.complaints.run(stop), "complaints"))
+        if self.device_health is not None:
+            self.tasks.append(spawn(self.device_health.run(stop), "device-health"))
+        if self.kiosk_display is not None:
+            self.tasks.append(spawn(self.kiosk_display.run(stop), "kiosk-display"))
         if self.bot is None:
             log.warning("BOT_TOKEN is not set: Telegram is off; events are stored and messages wait in the outbox")
             return
@@ -144,6 +163,8 @@ class App:
                     BotCommand(command="shift", description="Смена: где я работаю"),
                     BotCommand(command="report", description="Отчёт: показатели и графики"),
                     BotCommand(command="me", description="Мои показатели"),
+                    BotCommand(command="devices", description="Устройства: связь и батарея"),
+                    BotCommand(command="qr", description="QR-код опроса для стойки"),
                     BotCommand(command="help", description="Помощь"),
                 ]
             )
@@ -158,6 +179,8 @@ class App:
     async def shutdown(self) -> None:
         """In-flight work finishes: the ingest batch in hand is stored and acknowledged."""
         await self.http.stop()  # uploads in progress finish while the database is still open
+        if self.surveys is not None:
+            await self.surveys.aclose()  # the QR submissions' batch in hand is committed
         if self.bot is not None:
             try:
                 await self.dp.stop_polling()
@@ -204,10 +227,23 @@ def build(
         max_bytes=max_bytes, max_future=timedelta(seconds=settings.max_future_seconds), clock=clock,
     )
     http = HttpServer(http_app, settings.http_host, settings.http_port)
-    ratings = RatingService(settings, clock, texts, lambda: holder.directory, on_outbox=notify, audio=audio)
+    kiosk_display = KioskDisplay(settings, clock)
+    complaints = ComplaintService(settings, clock, texts, lambda: holder.directory, notify)
+    ratings = RatingService(
+        settings, clock, texts, lambda: holder.directory, on_outbox=notify, audio=audio,
+        on_kiosk_good=kiosk_display.offer, on_complaints=complaints.wake,
+    )
+    survey_secret, survey_key_source = load_survey_secret(settings)
+    log.info("QR survey codes are signed with the key from %s", survey_key_source)
+    surveys = SurveyService(
+        settings, clock, SurveyCodes(survey_secret), lambda: holder.directory, ratings.store_batch, texts,
+        base_url=lambda: settings.public_url or http.url,
+    )
+    add_survey_routes(http_app, surveys, texts, secure_cookie=(settings.public_url or "").startswith("https://"))
     scheduler = DeadlineScheduler(clock, texts, lambda: holder.directory, settings.scheduler_interval_seconds, notify)
     staff_service = StaffService(clock, on_org_change=holder.invalidate)
     comments = CommentService(clock, on_outbox=notify)
+    device_health = DeviceHealthService(settings, clock, texts, lambda: holder.directory, notify)
     ingest = MqttIngest(settings, lambda: holder.router, ratings.store_batch, clock)
     speech = SpeechService(
         settings, clock, texts, lambda: holder.directory, audio, transcriber or make_transcriber(settings), notify,
@@ -229,16 +265,25 @@ def build(
         settings=settings, clock=clock, staff_service=staff_service, comments=comments, texts=texts, reports=reports,
         digests=digests, scoring=scoring, sampling=sampling, calibration=calibration,
     )
+    dp["complaints"] = complaints
+    dp["surveys"] = surveys
+    dp["device_health"] = device_health
     dp.update.outer_middleware(StaffMiddleware(staff_service))
     locale = StaffLocaleMiddleware(i18n, settings.default_language)
     dp.message.middleware(locale)
     dp.callback_query.middleware(locale)
     dp.include_routers(
         common.make_router(), admin.make_router(), shifts.make_router(), reports_handlers.make_router(),
-        scoring_handlers.make_router(), quality_handlers.make_router(), group_comments.make_router(),
+        scoring_handlers.make_router(), quality_handlers.make_router(), complaints_handlers.make_router(),
+        qr_handlers.make_router(), devices_handlers.make_router(),
+        group_comments.make_router(),
     )
     app = App(settings, clock, bot, dp, holder, ratings, outbox, scheduler, ingest, staff_service, comments, speech, retention, http, digests)
     app.pinned_models = pin_response_models()
+    app.complaints = complaints
+    app.surveys = surveys
+    app.device_health = device_health
+    app.kiosk_display = kiosk_display
     return app
 
 

@@ -19,3 +19,8 @@ class ReportCb(CallbackData, prefix="rp"):
     period: str  # 7d, month, … or absolute 20261101-20261121
     scope: str = ""  # c, o12, p7, s31
     fmt: str = ""  # csv | xlsx
+
+
+class ComplaintCb(CallbackData, prefix="cp"):
+    complaint_id: int
+    action: str  # t: taken, r: resolved (asks for the resolution text)

@@ -37,6 +37,23 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    """The sandbox: everything on this machine, the chats in a browser (bot/demo.py)."""
+    from bot.demo import DemoOptions, run_demo
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    options = DemoOptions(
+        port=args.port, host=args.host, traffic=not args.no_traffic, interval=args.interval, broker=args.broker,
+        workdir=args.data_dir,
+    )
+    await run_demo(options, stop)
+    log.info("demo stopped cleanly")
+    return 0
+
+
 async def _db_upgrade(settings: Settings) -> int:
     from bot import db
 
@@ -152,7 +169,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     from bot import db
     from bot.directory import Directory
-    from devices.simulator import TrafficPlan, run_simulation
+    from devices.simulator import KioskPlan, TrafficPlan, run_simulation
 
     await db.upgrade(settings.database_url)
     await db.connect(settings.database_url)
@@ -164,10 +181,23 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     if not devices:
         print("no devices configured: run `loyalty org import FILE` first", file=sys.stderr)
         return 2
-    plan = TrafficPlan(
-        devices, root=settings.mqtt_topic_root, rate=args.rate, duration=args.duration,
-        negative_share=args.negative_share, bad_share=args.bad_share, seed=args.seed,
-    )
+    plan: TrafficPlan | KioskPlan
+    if args.kiosk:
+        kiosks = [d for d in devices if d.kind == "kiosk"]
+        if not kiosks:
+            print("no kiosks configured: add a device with `kind: kiosk` to the org file", file=sys.stderr)
+            return 2
+        reasons = [code for code, reason in directory.reasons.items() if reason.active]
+        plan = KioskPlan(
+            kiosks, root=settings.mqtt_topic_root, rate=args.rate, duration=args.duration,
+            negative_share=args.negative_share, bad_share=args.bad_share, seed=args.seed or 0,
+            **({"reasons": reasons} if reasons else {}),
+        )
+    else:
+        plan = TrafficPlan(
+            devices, root=settings.mqtt_topic_root, rate=args.rate, duration=args.duration,
+            negative_share=args.negative_share, bad_share=args.bad_share, seed=args.seed,
+        )
     target = settings.mqtt
     started = time.monotonic()
     async with aiomqtt.Client(target.host, target.port, username=target.username, password=target.password) as client:
@@ -233,6 +263,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--negative-share", type=float, default=0.15)
     sim.add_argument("--bad-share", type=float, default=0.02, help="share of malformed payloads")
     sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--kiosk", action="store_true", help="exit-kiosk feedback (ratings with reasons, NPS, complaints) instead of button presses")
+    demo = sub.add_parser("demo", help="the whole loop in a browser, no Telegram token needed")
+    demo.add_argument("--port", type=int, default=8080, help="web page port (default 8080, else the next free one; 0: any)")
+    demo.add_argument("--host", default="127.0.0.1", help="web page address (default 127.0.0.1)")
+    demo.add_argument("--interval", type=float, default=7.0, help="seconds between simulated events (default 7)")
+    demo.add_argument("--no-traffic", action="store_true", help="no automatic traffic: only the buttons pressed in the page")
+    demo.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                      help="auto: MQTT_URL if it answers, else Mosquitto on a free port, else embedded amqtt")
+    demo.add_argument("--data-dir", type=Path, default=None, help="keep the demo database here (default: a temporary folder)")
     return parser
 
 
@@ -257,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "device":
             return asyncio.run(_device_token(settings, args.device_id))
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
         if args.command == "simulate":
             if args.seed is None:
                 args.seed = int(time.time())

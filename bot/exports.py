@@ -2,14 +2,16 @@
 
 Managers open these in Excel, so the CSV is UTF-8 with a BOM and ``;`` separators (what a
 Russian-locale Excel expects) and the XLSX has real date-time cells. Rows are read and written
-in pages, so a year of ratings never sits in memory as model objects. Complaint contact
-details never appear here: they are not in these tables at all.
+in pages, so a year of ratings never sits in memory as model objects. Each row names the
+channel (desk button, exit kiosk, QR survey) and the reasons the customer picked. Complaint
+contact details never appear here: they are not in these tables at all.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,14 +20,17 @@ from zoneinfo import ZoneInfo
 
 from tortoise.expressions import Q
 
-from bot.models import NegativeCase, Rating
+from bot.models import NegativeCase, Rating, RatingReason
 
 PAGE = 5000  # rows per query
 
 COLUMNS = {
-    "ru": ["Дата и время", "Офис", "Рабочее место", "Сотрудник", "Оценка", "Исключена", "Комментарий", "Время комментария", "Комментарий с опозданием"],
-    "en": ["Local time", "Office", "Point", "Employee", "Rating", "Excluded", "Comment", "Comment time", "Late comment"],
+    "ru": ["Дата и время", "Офис", "Рабочее место", "Сотрудник", "Оценка", "Канал", "Причины", "Исключена", "Комментарий",
+           "Время комментария", "Комментарий с опозданием"],
+    "en": ["Local time", "Office", "Point", "Employee", "Rating", "Channel", "Reasons", "Excluded", "Comment",
+           "Comment time", "Late comment"],
 }
+CHANNELS = {"ru": {"button": "кнопка", "kiosk": "киоск", "qr": "QR-опрос"}, "en": {"qr": "QR survey"}}
 KINDS = {"ru": {"good": "хорошо", "neutral": "нейтрально", "bad": "плохо"}, "en": {}}
 REASONS = {
     "ru": {"repeat": "повторное нажатие", "no_client": "клиента не было", "manual": "исключена вручную"},
@@ -47,6 +52,8 @@ class ExportRow:
     point: str
     staff: str
     kind: str
+    channel: str
+    reasons: str  # the customer's reasons, labels in the export's language, comma-separated
     excluded: str
     comment: str
     comment_time: datetime | None
@@ -63,11 +70,13 @@ async def export_rows(scope: ExportScope, start: date, end: date, locale: str = 
     if scope.staff_id is not None:
         query = query.filter(staff_id=scope.staff_id)
     kinds, reasons = KINDS.get(locale, {}), REASONS.get(locale, REASONS["en"])
+    channels = CHANNELS.get(locale, CHANNELS["en"])
     zones: dict[str, ZoneInfo] = {}
     after: Q | None = None  # keyset paging on (ts, id): no OFFSET that slows down page by page
     while True:
         page = await (query.filter(after) if after is not None else query).order_by("ts", "id").limit(PAGE).values(
-            "id", "ts", "value", "excluded_reason", "office__code", "office__timezone", "point__name", "staff__name"
+            "id", "ts", "value", "excluded_reason", "channel", "office__code", "office__timezone", "point__name",
+            "staff__name",
         )
         if not page:
             return
@@ -79,6 +88,12 @@ async def export_rows(scope: ExportScope, start: date, end: date, locale: str = 
                 "rating_id", "comment_text", "comment_transcript", "comment_voice_file_id", "commented_at", "comment_late"
             )
         }
+        chosen: dict[int, list[str]] = defaultdict(list)
+        for link in await RatingReason.filter(rating_id__in=[r["id"] for r in page]).order_by("rating_id", "id").values(
+            "rating_id", "reason__label", "reason__label_en"
+        ):
+            label = (link["reason__label_en"] or link["reason__label"]) if locale == "en" else link["reason__label"]
+            chosen[link["rating_id"]].append(label)
         for r in page:
             tz = zones.setdefault(r["office__timezone"], ZoneInfo(r["office__timezone"]))
             case = comments.get(r["id"], {})
@@ -92,6 +107,8 @@ async def export_rows(scope: ExportScope, start: date, end: date, locale: str = 
                 point=r["point__name"],
                 staff=r["staff__name"] or "",
                 kind=kinds.get(str(r["value"]), str(r["value"])),
+                channel=channels.get(str(r["channel"]), str(r["channel"])),
+                reasons=", ".join(chosen.get(r["id"], ())),
                 excluded=reasons.get(str(r["excluded_reason"]), str(r["excluded_reason"])) if r["excluded_reason"] else "",
                 comment=text,
                 comment_time=commented.astimezone(tz).replace(tzinfo=None) if commented else None,
@@ -100,7 +117,8 @@ async def export_rows(scope: ExportScope, start: date, end: date, locale: str = 
 
 
 def _cells(row: ExportRow) -> list[object]:
-    return [row.local_time, row.office, row.point, row.staff, row.kind, row.excluded, row.comment, row.comment_time, row.late]
+    return [row.local_time, row.office, row.point, row.staff, row.kind, row.channel, row.reasons, row.excluded, row.comment,
+            row.comment_time, row.late]
 
 
 def to_csv(rows: Sequence[ExportRow], locale: str = "ru") -> bytes:
@@ -124,7 +142,7 @@ def to_xlsx(rows: Sequence[ExportRow], title: str, locale: str = "ru") -> bytes:
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title=title[:31] or "ratings")
     sheet.freeze_panes = "A2"
-    for column, width in zip("ABCDEFGHI", (19, 10, 18, 22, 12, 20, 60, 19, 12), strict=True):
+    for column, width in zip("ABCDEFGHIJK", (19, 10, 18, 22, 12, 10, 30, 20, 60, 19, 12), strict=True):
         sheet.column_dimensions[column].width = width
     bold = Font(bold=True)
     header = []

@@ -20,6 +20,13 @@ Definitions (DESIGN.md, "KPIs"), over *valid* ratings (``excluded_reason`` is nu
 - sales-standard compliance: the mean ``Score.result`` (0–100, a failed critical criterion
   gives 0) of the quality service's *submitted* scores, calibration scores excluded (see
   ``KpiService.summary_sales_compliance`` for which month a score counts in);
+- NPS (kiosk and QR surveys, 0–10; ``NpsAnswer`` by its local day): promoters 9–10,
+  passives 7–8, detractors 0–6; ``NPS = %promoters − %detractors`` (−100…100), ``None``
+  without answers (see ``NpsKpi``);
+- reasons for dissatisfaction: the reasons customers picked with a valid bad or neutral
+  rating, counted per reason (``KpiService.reasons``); an employee's negatives split by
+  whether their reasons were within the employee's control, and the like-index without the
+  negatives whose reasons were all outside it (``KpiService.negatives_by_control``);
 - every ratio is ``None`` when its denominator is 0: the renderer shows "no data".
 
 Ratings keep the office they were given in (``Rating.office_id``), so office figures follow
@@ -48,11 +55,14 @@ from bot.errors import DomainError, NotFound
 from bot.models import (
     ExclusionReason,
     NegativeCase,
+    NpsAnswer,
     Office,
     PresenceEvent,
     Rating,
+    RatingReason,
     RatingTally,
     RatingValue,
+    Reason,
     Score,
     ScoreStatus,
     ServedClients,
@@ -67,6 +77,9 @@ __all__ = [
     "DayCounts",
     "KpiService",
     "KpiSummary",
+    "NegativeSplit",
+    "NpsKpi",
+    "ReasonKpi",
     "Period",
     "PeriodError",
     "Scope",
@@ -381,6 +394,39 @@ class CommentStats:
 
 
 @dataclass(frozen=True, slots=True)
+class NpsKpi:
+    """Answers to "how likely are you to recommend us" (0–10) in a scope and period.
+
+    Promoters answered 9–10, passives 7–8, detractors 0–6; ``score`` is
+    ``% promoters − % detractors`` (−100…100, DESIGN.md), ``None`` without answers.
+    """
+
+    promoters: int = 0
+    passives: int = 0
+    detractors: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.promoters + self.passives + self.detractors
+
+    @property
+    def score(self) -> float | None:
+        return _ratio(self.promoters - self.detractors, self.count, 100.0)
+
+    @property
+    def promoter_share(self) -> float | None:
+        return _ratio(self.promoters, self.count)
+
+    @property
+    def passive_share(self) -> float | None:
+        return _ratio(self.passives, self.count)
+
+    @property
+    def detractor_share(self) -> float | None:
+        return _ratio(self.detractors, self.count)
+
+
+@dataclass(frozen=True, slots=True)
 class KpiSummary(_Ratios):
     scope: Scope
     period: Period
@@ -393,6 +439,12 @@ class KpiSummary(_Ratios):
     previous: KpiSummary | None = None
     sales_compliance: float | None = None  # mean submitted score, 0–100 (``summary_sales_compliance``)
     sales_scored: int = 0  # the scores it is the mean of
+    nps: NpsKpi = field(default_factory=NpsKpi)  # kiosk and QR survey answers (``KpiService.nps``)
+
+    @property
+    def nps_score(self) -> float | None:
+        """NPS, −100…100, ``None`` without answers (``change("nps_score")`` compares periods)."""
+        return self.nps.score
 
     @property
     def excluded_total(self) -> int:
@@ -473,6 +525,58 @@ class ComplianceKpi:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasonKpi:
+    """How many valid dissatisfied ratings (bad or neutral) came with this reason; ``bad`` of them were bad.
+
+    ``label`` is in the report's language; ``staff_related`` false: outside the employee's
+    control (stock, price, queue).
+    """
+
+    reason_id: int
+    code: str
+    label: str
+    staff_related: bool
+    count: int
+    bad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeSplit:
+    """Valid negatives (bad ratings) split by the reasons the customers gave with them.
+
+    - ``staff_related``: at least one reason is within the employee's control;
+    - ``outside_only``: reasons were given and every one is outside it (``Reason.staff_related``
+      false: stock, price, queue…);
+    - ``no_reason``: no reason given (the desk button asks none).
+
+    ``adjusted_like_index`` is the like-index without the ``outside_only`` negatives, in the
+    numerator and the denominator: ``(N+ − (N- − N-out)) / (N − N-out) × 100``. A negative
+    with a staff-related reason, or with no reason at all, still counts against the employee.
+    ``outside_labels``: the reasons given with the ``outside_only`` negatives, most frequent first.
+    """
+
+    good: int = 0
+    neutral: int = 0
+    negatives: int = 0
+    staff_related: int = 0
+    outside_only: int = 0
+    outside_labels: tuple[str, ...] = ()
+
+    @property
+    def no_reason(self) -> int:
+        return self.negatives - self.staff_related - self.outside_only
+
+    @property
+    def like_index(self) -> float | None:
+        return _ratio(self.good - self.negatives, self.good + self.neutral + self.negatives, 100.0)
+
+    @property
+    def adjusted_like_index(self) -> float | None:
+        counted = self.negatives - self.outside_only
+        return _ratio(self.good - counted, self.good + self.neutral + counted, 100.0)
+
+
+@dataclass(frozen=True, slots=True)
 class ServedEntry:
     """What ``/served`` stored, and the figure it replaced (``None`` if the day had none)."""
 
@@ -485,6 +589,7 @@ class ServedEntry:
 # --- the service --------------------------------------------------------------------------
 
 _VALID = Q(excluded_reason__isnull=True)
+_DISSATISFIED = [RatingValue.BAD, RatingValue.NEUTRAL]
 _COUNTED = Q(excluded_reason="")  # a valid rating's tally
 
 
@@ -499,11 +604,12 @@ def _sum(value: Any) -> int:
 class KpiService:
     """The figures behind /report, /me and the digests; each method is one grouped query.
 
-    ``summary`` costs at most 7 queries (twice that with ``compare=True``): counts by kind
-    and exclusion reason; presence ``start`` events per office-day; hand-entered figures
+    ``summary`` costs at most 8 queries (``compare=True``: 3 more, the brief previous period):
+    counts by kind and exclusion reason; presence ``start`` events per office-day; hand-entered figures
     (office and company scopes only); valid ratings per office-day (only when some office-day
     has a served figure); comment compliance per day; comment times (only when a negative of
-    the period was commented); submitted scores per office (sales-standard compliance).
+    the period was commented); submitted scores per office (sales-standard compliance); NPS
+    answers per score (``nps``, in the brief comparison too).
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -543,6 +649,7 @@ class KpiService:
             comments=await self._comment_stats(scope, period, with_median=not brief, days=comment_days),
             previous=await self.summary(scope, period.previous(), brief=True) if compare else None,
             sales_compliance=sales, sales_scored=scored,
+            nps=await self.nps(scope, period),
         )
 
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
@@ -620,9 +727,110 @@ class KpiService:
             )
         return days
 
-    async def reasons(self, scope: Scope, period: Period) -> list[tuple[str, int]]:
-        """Reasons for dissatisfaction, most frequent first. Ratings carry no reasons yet."""
-        return []
+    async def reasons(self, scope: Scope, period: Period, locale: str = "ru") -> list[ReasonKpi]:
+        """Reasons for dissatisfaction, most frequent first (then by label).
+
+        One GROUP BY over ``RatingReason`` joined to the valid (not excluded) bad and neutral
+        ratings of the scope and period: a rating with two reasons counts once for each; a
+        reason given with a good rating is not dissatisfaction and is left out. Labels in
+        ``locale`` (English falls back to the Russian label when none is set), read in a
+        second, small query after grouping.
+        """
+        rows = (
+            await RatingReason.filter(
+                rating__excluded_reason__isnull=True, rating__value__in=_DISSATISFIED,
+                **scope.ratings(period, prefix="rating__"),
+            )
+            .annotate(n=Count("id"), bad=Count("id", _filter=Q(rating__value=RatingValue.BAD)))
+            .group_by("reason_id")
+            .values("reason_id", "n", "bad")
+        )
+        if not rows:
+            return []
+        reasons = {r.id: r for r in await Reason.filter(id__in=[row["reason_id"] for row in rows])}
+        found = []
+        for row in rows:
+            reason = reasons.get(row["reason_id"])
+            if reason is None:
+                continue
+            label = (reason.label_en or reason.label) if locale == "en" else reason.label
+            found.append(ReasonKpi(reason.id, reason.code, label, reason.staff_related, _sum(row["n"]), _sum(row["bad"])))
+        found.sort(key=lambda r: (-r.count, r.label, r.reason_id))
+        return found
+
+    async def negatives_by_control(self, scope: Scope, period: Period, locale: str = "ru") -> NegativeSplit:
+        """The scope's valid negatives split by the reasons given with them (``NegativeSplit``),
+        for "reasons outside the employee's control" in an employee's report, and the adjusted
+        like-index that leaves out the negatives whose reasons were all outside it.
+
+        Three grouped queries at most, and the ids of the staff-related reasons: the counts by
+        kind from the tallies; the negatives with reasons (distinct ratings, and those with a
+        staff-related reason); and, when some negatives had only outside reasons, those reasons
+        per reason (for their labels).
+        """
+        counts: dict[str, int] = defaultdict(int)
+        for row in (
+            await RatingTally.filter(_COUNTED, **scope.tallies(period))
+            .annotate(n=Sum("ratings"))
+            .group_by("value")
+            .values("value", "n")
+        ):
+            counts[str(row["value"])] += _sum(row["n"])
+        negatives = dict(
+            rating__excluded_reason__isnull=True, rating__value=RatingValue.BAD, **scope.ratings(period, prefix="rating__")
+        )
+        # the reasons table is small (the org file's list): its staff-related ids as a literal list
+        # (a related field inside an aggregate's filter is not joined by Tortoise)
+        blamed_ids = list(await Reason.filter(staff_related=True).values_list("id", flat=True))
+        with_reason = staff_related = 0
+        for row in (
+            await RatingReason.filter(**negatives)
+            .annotate(
+                rated=Count("rating_id", distinct=True),
+                related=Count("rating_id", distinct=True, _filter=Q(reason_id__in=blamed_ids or [0])),
+            )
+            .group_by("rating__office_id")  # Tortoise needs a GROUP BY for aggregates: one row per office
+            .values("rating__office_id", "rated", "related")
+        ):
+            with_reason += _sum(row["rated"])
+            staff_related += _sum(row["related"])
+        labels: tuple[str, ...] = ()
+        if with_reason > staff_related:
+            blamed = RatingReason.filter(reason_id__in=blamed_ids or [0], **negatives).values("rating_id")
+            rows = (
+                await RatingReason.filter(**negatives)
+                .exclude(reason_id__in=blamed_ids or [0])
+                .exclude(rating_id__in=Subquery(blamed))
+                .annotate(n=Count("id"))
+                .group_by("reason_id")
+                .values("reason_id", "n")
+            )
+            names = {
+                r.id: ((r.label_en or r.label) if locale == "en" else r.label)
+                for r in await Reason.filter(id__in=[row["reason_id"] for row in rows])
+            }
+            rows.sort(key=lambda row: (-_sum(row["n"]), names.get(row["reason_id"], "")))
+            labels = tuple(names[row["reason_id"]] for row in rows if row["reason_id"] in names)
+        return NegativeSplit(
+            good=counts[RatingValue.GOOD], neutral=counts[RatingValue.NEUTRAL], negatives=counts[RatingValue.BAD],
+            staff_related=staff_related, outside_only=with_reason - staff_related, outside_labels=labels,
+        )
+
+    async def nps(self, scope: Scope, period: Period) -> NpsKpi:
+        """NPS answers of the scope whose local day is in the period, by score (one GROUP BY)."""
+        query = NpsAnswer.filter(local_date__gte=period.start, local_date__lte=period.end)
+        if scope.office_ids is not None:
+            query = query.filter(office_id__in=list(scope.office_ids))
+        if scope.point_id is not None:
+            query = query.filter(point_id=scope.point_id)
+        if scope.staff_id is not None:
+            query = query.filter(staff_id=scope.staff_id)
+        split = {"promoters": 0, "passives": 0, "detractors": 0}
+        for row in await query.annotate(n=Count("id")).group_by("score").values("score", "n"):
+            score = int(row["score"])
+            key = "promoters" if score >= 9 else "passives" if score >= 7 else "detractors"
+            split[key] += _sum(row["n"])
+        return NpsKpi(**split)
 
     async def served(self, scope: Scope, period: Period) -> Served:
         """``S`` per office-day (presence where it exists, else by hand) and the ratings it covers."""

@@ -64,6 +64,8 @@ class OutboxKind(StrEnum):
     TEXT = "text"                  # a fixed text (reminder, escalation, alert)
     CASE_POST = "case_post"        # a negative's message, rendered when sent
     CASE_REFRESH = "case_refresh"  # re-render a negative's message after a comment
+    COMPLAINT_POST = "complaint_post"  # a complaint's card in the complaint chat, rendered when sent (text: "complaint:<id>")
+    COMPLAINT_EDIT = "complaint_edit"  # re-render a complaint's card after taken/resolved/overdue/contact erased
 
 
 class Office(Model):
@@ -601,7 +603,7 @@ class NpsAnswer(Model):
 
     class Meta:
         table = "nps_answer"
-        indexes = (("office_id", "local_date"),)
+        indexes = (("office_id", "local_date"), ("staff_id", "local_date"), ("local_date",))
 
 
 class Complaint(Model):

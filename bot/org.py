@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -35,7 +36,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from bot.models import Device, Office, Point, RatingValue, Role, RosterEntry, Staff
+from bot.models import Device, Office, Point, RatingValue, Reason, Role, RosterEntry, Staff
 from bot.working_hours import WorkingHours, parse_days, parse_hours
 from speech.rules import RuleSet
 
@@ -49,6 +50,8 @@ __all__ = [
     "OrgFileError",
     "OrgOffice",
     "OrgPoint",
+    "OrgReason",
+    "OrgReasons",
     "OrgRosterEntry",
     "OrgStaff",
     "import_org",
@@ -57,7 +60,8 @@ __all__ = [
 ]
 
 Language = Literal["ru", "en"]
-DeviceKind = Literal["native", "zigbee2mqtt", "tasmota", "shelly", "recorder"]
+DeviceKind = Literal["native", "zigbee2mqtt", "tasmota", "shelly", "recorder", "kiosk"]
+_TOPIC_ROOT_KINDS = ("native", "recorder", "kiosk")  # publish under the loyalty topic root: no topic, no actions
 
 # Codes become MQTT topic levels ({site}, {point}, {device}), so no '/', '+', '#' or spaces.
 _CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -82,6 +86,7 @@ OfficeCode = Annotated[str, _code_checker("office code", 32)]
 PointCode = Annotated[str, _code_checker("point code", 32)]
 StaffCode = Annotated[str, _code_checker("staff code", 64)]
 DeviceId = Annotated[str, _code_checker("device id", 100)]
+ReasonCode = Annotated[str, _code_checker("reason code", 64)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
@@ -121,6 +126,23 @@ class OrgDefaults(_OrgModel):
     post_positive: bool = False
     hourly_digest: bool = False
     speech_rules: SpeechRules | None = None
+    complaint_due_days: int = Field(default=2, gt=0, le=60)
+
+
+class OrgReason(_OrgModel):
+    """One reason for dissatisfaction; ``employee: false`` = outside the employee's control."""
+
+    code: ReasonCode
+    label: Name
+    label_en: Name | None = None
+    employee: bool = True
+
+
+class OrgReasons(_OrgModel):
+    """The versioned list of reasons: a changed list needs a higher ``version``."""
+
+    version: int = Field(ge=1)
+    items: list[OrgReason] = Field(min_length=1)
 
 
 class OrgPoint(_OrgModel):
@@ -141,6 +163,10 @@ class OrgOffice(_OrgModel):
     post_positive: bool | None = None
     hourly_digest: bool | None = None
     speech_rules: SpeechRules | None = None
+    complaint_chat: int | None = None  # complaint handlers: the only chat that sees customers' contacts
+    complaint_due_days: int | None = Field(default=None, gt=0, le=60)  # working days
+    reasons: list[ReasonCode] | None = None  # codes from the top-level list it offers; absent: all
+    review_title: str | None = Field(default=None, min_length=1, max_length=200)  # e.g. Яндекс Карты
     points: list[OrgPoint] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -222,7 +248,7 @@ class OrgDevice(_OrgModel):
 
     @model_validator(mode="after")
     def _mapping_fits_kind(self) -> OrgDevice:
-        if self.kind in ("native", "recorder"):
+        if self.kind in _TOPIC_ROOT_KINDS:
             if self.topic is not None:
                 raise _field_error("topic", f"{self.kind} devices publish under the loyalty topic root; remove topic")
             if self.actions:
@@ -245,6 +271,8 @@ class OrgFile(_OrgModel):
     staff: list[OrgStaff] = Field(default_factory=list)
     roster: list[OrgRosterEntry] = Field(default_factory=list)
     devices: list[OrgDevice] = Field(default_factory=list)
+    reasons: OrgReasons | None = None
+    _reasons_version_line: int | None = PrivateAttr(default=None)  # for errors found at import
 
     @model_validator(mode="after")
     def _references(self) -> OrgFile:
@@ -270,6 +298,14 @@ class OrgFile(_OrgModel):
             (("staff", i, "telegram_id"), s.telegram_id) for i, s in enumerate(self.staff) if s.telegram_id
         )
         problems += _duplicates((("devices", i, "id"), d.id) for i, d in enumerate(self.devices))
+        reason_items = self.reasons.items if self.reasons else []
+        problems += _duplicates((("reasons", "items", i, "code"), r.code) for i, r in enumerate(reason_items))
+        reason_codes = {r.code for r in reason_items}
+        for i, o in enumerate(self.offices):
+            problems += _duplicates((("offices", i, "reasons", j), c) for j, c in enumerate(o.reasons or []))
+            for j, code in enumerate(o.reasons or []):
+                if code not in reason_codes:
+                    problems.append((("offices", i, "reasons", j), _unknown("reason", code, reason_codes)))
         problems += _duplicates(
             (("devices", i, "topic"), f"{d.kind} {d.topic}") for i, d in enumerate(self.devices) if d.topic
         )
@@ -342,7 +378,7 @@ class _OrgLoader(yaml.SafeLoader):
 _ALL_FIELDS = sorted(
     {
         name
-        for m in (OrgFile, OrgDefaults, OrgOffice, OrgPoint, OrgStaff, OrgRosterEntry, OrgDevice)
+        for m in (OrgFile, OrgDefaults, OrgOffice, OrgPoint, OrgStaff, OrgRosterEntry, OrgDevice, OrgReasons, OrgReason)
         for name in m.model_fields
     }
 )
@@ -389,9 +425,12 @@ def parse_org_yaml(text: str, source: str = "<org file>") -> OrgFile:
     """``load_org_file`` for text already in memory (tests, Telegram uploads)."""
     data, node = load_yaml_mapping(text, source, "company, offices, staff, roster, devices")
     try:
-        return OrgFile.model_validate(data)
+        org = OrgFile.model_validate(data)
     except ValidationError as e:
         raise OrgFileError(source, _validation_problems(e, node)) from None
+    if org.reasons is not None:
+        org._reasons_version_line = _line_of(node, ("reasons", "version"))
+    return org
 
 
 def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
@@ -499,6 +538,7 @@ class ImportReport:
     staff: EntityReport = field(default_factory=EntityReport)
     roster: EntityReport = field(default_factory=EntityReport)
     devices: EntityReport = field(default_factory=EntityReport)
+    reasons: EntityReport = field(default_factory=EntityReport)  # not_in_file: retired (kept, inactive)
 
     def entities(self) -> dict[str, EntityReport]:
         return {
@@ -507,6 +547,7 @@ class ImportReport:
             "staff": self.staff,
             "roster": self.roster,
             "devices": self.devices,
+            "reasons": self.reasons,
         }
 
     @property
@@ -570,6 +611,8 @@ async def import_org(org: OrgFile, connection_name: str | None = None) -> Import
     report = ImportReport()
     d = org.defaults
     async with in_transaction(connection_name) as conn:
+        if org.reasons is not None:
+            await _import_reasons(org, report.reasons, conn)
         offices = {o.code: o for o in await Office.all().using_db(conn)}
         for o in org.offices:
             desired: dict[str, tuple[str, Any]] = {
@@ -584,10 +627,14 @@ async def import_org(org: OrgFile, connection_name: str | None = None) -> Import
                 "post_positive": ("post_positive", d.post_positive if o.post_positive is None else o.post_positive),
                 "hourly_digest": ("hourly_digest", d.hourly_digest if o.hourly_digest is None else o.hourly_digest),
                 "speech_rules": ("speech_rules", o.speech_rules if o.speech_rules is not None else d.speech_rules),
+                "complaint_due_days": ("complaint_due_days", o.complaint_due_days or d.complaint_due_days),
+                "reason_codes": ("reasons", list(o.reasons) if o.reasons is not None else None),
             }
             _kept_unless_set(o, "staff_chat", "staff_chat_id", o.staff_chat, desired)
             _kept_unless_set(o, "manager_chat", "manager_chat_id", o.manager_chat, desired)
+            _kept_unless_set(o, "complaint_chat", "complaint_chat_id", o.complaint_chat, desired)
             _kept_unless_set(o, "review_url", "review_url", o.review_url, desired)
+            _kept_unless_set(o, "review_title", "review_title", o.review_title, desired)
             offices[o.code] = await _upsert(
                 Office, offices.get(o.code), {"code": o.code}, desired, o.code, report.offices, conn
             )
@@ -639,6 +686,62 @@ async def import_org(org: OrgFile, connection_name: str | None = None) -> Import
             await _upsert(Device, devices.get(dv.id), {"id": dv.id}, desired, dv.id, report.devices, conn)
         report.devices.not_in_file = len(devices.keys() - {dv.id for dv in org.devices})
     return report
+
+
+async def _import_reasons(org: OrgFile, report: EntityReport, conn: BaseDBAsyncClient) -> None:
+    """Add new codes, update changed ones, retire the ones no longer listed; delete nothing.
+
+    Every row written takes ``list_version = reasons.version``. The highest version stored is
+    the list's current version: a lower one in the file, or a changed list under the same
+    one, is refused (two copies of the file edited apart must not overwrite each other).
+    """
+    assert org.reasons is not None
+    version = org.reasons.version
+    existing = {r.code: r for r in await Reason.all().using_db(conn)}
+    current = max((r.list_version for r in existing.values()), default=0)
+    line = f" (line {org._reasons_version_line})" if org._reasons_version_line else ""
+    if version < current:
+        raise OrgFileError(
+            "import", [f"reasons.version: {version} is lower than version {current} already imported; "
+                       f"versions only go up: start from the current list and raise it to {current + 1}{line}"]
+        )
+    writes: list[tuple[Reason | None, str, dict[str, tuple[str, Any]]]] = []
+    for item in org.reasons.items:
+        desired: dict[str, tuple[str, Any]] = {
+            "label": ("label", item.label),
+            "label_en": ("label_en", item.label_en),
+            "staff_related": ("employee", item.employee),
+            "active": ("active", True),
+        }
+        row = existing.get(item.code)
+        if row is None or any(getattr(row, attr) != value for attr, (_, value) in desired.items()):
+            writes.append((row, item.code, desired))
+        else:
+            report.unchanged.append(item.code)
+    listed = {item.code for item in org.reasons.items}
+    retired = [r for code, r in existing.items() if code not in listed and r.active]
+    if (writes or retired) and version <= current:
+        changed = sorted([code for _, code, _ in writes] + [r.code for r in retired])
+        raise OrgFileError(
+            "import", [f"reasons.version: the list changed ({', '.join(changed)}) but its version is still "
+                       f"{version}; raise reasons.version to {current + 1}{line}"]
+        )
+    for row, code, desired in writes:
+        desired["list_version"] = ("version", version)
+        if row is None:
+            await Reason.create(using_db=conn, code=code, **{a: v for a, (_, v) in desired.items()})
+            report.added.append(code)
+            continue
+        changed = [name for attr, (name, value) in desired.items() if getattr(row, attr) != value and attr != "list_version"]
+        _apply(row, desired)
+        await row.save(using_db=conn, update_fields=list(desired))
+        report.changed.append(Change(code, changed))
+    for row in retired:
+        row.active = False
+        row.list_version = version
+        await row.save(using_db=conn, update_fields=["active", "list_version"])
+        report.changed.append(Change(row.code, ["retired"]))
+    report.not_in_file = sum(1 for code in existing if code not in listed)
 
 
 async def _free_telegram_ids(org: OrgFile, staff: dict[str, Staff], conn: BaseDBAsyncClient) -> None:

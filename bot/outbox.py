@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -31,8 +31,9 @@ from aiogram.types import FSInputFile, ReplyParameters
 from tortoise.transactions import in_transaction
 
 from bot.clock import Clock, wait_first
+from bot.complaints import deliver_complaint
 from bot.directory import Directory
-from bot.models import NegativeCase, OutboxKind, OutboxMessage, OutboxStatus
+from bot.models import Channel, NegativeCase, OutboxKind, OutboxMessage, OutboxStatus, RatingReason
 from bot.settings import Settings
 from bot.texts import CaseView, Texts
 
@@ -49,6 +50,12 @@ async def load_case_views(case_ids: Sequence[int], directory: Directory) -> list
         .select_related("rating", "rating__point", "rating__staff", "office", "comment_by")
         .order_by("id")
     )
+    reasons: dict[int, list[str]] = defaultdict(list)  # rating id → reason codes the customer picked
+    if any(case.rating.channel != Channel.BUTTON for case in cases):
+        for rating_id, code in await RatingReason.filter(rating_id__in=[c.rating.id for c in cases]).order_by("id").values_list(
+            "rating_id", "reason__code"
+        ):
+            reasons[rating_id].append(code)
     views = []
     for case in cases:
         office_info = directory.offices.get(case.office_id)  # type: ignore[attr-defined]
@@ -73,6 +80,12 @@ async def load_case_views(case_ids: Sequence[int], directory: Directory) -> list
                 comment_late=case.comment_late,
                 comment_transcript=case.comment_transcript,
                 overdue=case.overdue,
+                channel=str(case.rating.channel),
+                customer_text=case.rating.customer_text,
+                reasons=tuple(
+                    directory.reasons[code].text(office_info.language if office_info else "ru") if code in directory.reasons else code
+                    for code in reasons.get(case.rating.id, ())
+                ),
             )
         )
     return views
@@ -207,6 +220,8 @@ class OutboxSender:
                 group = posts[:MAX_SUMMARY]
         elif head.kind == OutboxKind.CASE_REFRESH:
             group = [r for r in rows if r.kind == OutboxKind.CASE_REFRESH and r.case_id == head.case_id]  # type: ignore[attr-defined]
+        elif head.kind == OutboxKind.COMPLAINT_EDIT:  # rendered from the database: one edit shows them all
+            group = [r for r in rows if r.kind == OutboxKind.COMPLAINT_EDIT and r.text == head.text]
         try:
             await self._deliver(chat_id, head, group)
         except TelegramRetryAfter as exc:
@@ -254,6 +269,14 @@ class OutboxSender:
             )
             self.limiter.record(chat_id)
             await self._mark_sent(group, message.message_id)
+            return
+        if head.kind in (OutboxKind.COMPLAINT_POST, OutboxKind.COMPLAINT_EDIT):
+            called = await deliver_complaint(
+                self._bot, self._texts, head, self._settings.default_language,
+                lambda message_id: self._mark_sent(group, message_id),
+            )
+            if called:
+                self.limiter.record(chat_id)
             return
         if head.kind == OutboxKind.CASE_POST:
             case_ids = [row.case_id for row in group]  # type: ignore[attr-defined]

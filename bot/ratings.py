@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 from bot.audio import AudioService
 from bot.clock import Clock
 from bot.directory import Directory, PointInfo
+from bot.feedback import FeedbackService
 from bot.models import (
     AnomalyAlert,
     Channel,
@@ -39,7 +40,16 @@ from bot.models import (
 from bot.settings import Settings
 from bot.tallies import add_tallies
 from bot.texts import Texts
-from devices.contract import AudioEvent, InboundMessage, PayloadError, PresenceEvent, RatingEvent, StatusEvent
+from devices.contract import (
+    AudioEvent,
+    ComplaintEvent,
+    InboundMessage,
+    NpsEvent,
+    PayloadError,
+    PresenceEvent,
+    RatingEvent,
+    StatusEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,9 @@ class Received:
     """One MQTT message after parsing: its events, or why it could not be parsed."""
 
     message: InboundMessage
-    events: list[RatingEvent | PresenceEvent | StatusEvent | AudioEvent] = field(default_factory=list)
+    events: list[RatingEvent | PresenceEvent | StatusEvent | AudioEvent | NpsEvent | ComplaintEvent] = field(
+        default_factory=list
+    )
     error: PayloadError | None = None
 
 
@@ -67,6 +79,20 @@ class BatchResult:
     alerts: int = 0
     outbox_rows: int = 0
     audio: int = 0
+    nps: int = 0
+    complaints: int = 0
+    kiosk_good: list[tuple[RatingEvent, PointInfo]] = field(default_factory=list)  # new good kiosk ratings
+
+
+@dataclass(slots=True)
+class _DeviceStatus:
+    """One device's statuses in a batch, folded in time order."""
+
+    online: bool | None = None
+    offline_at: datetime | None = None  # the first ``offline`` since it was last online
+    came_back: bool = False  # an ``online`` in this batch: a later ``offline`` is a new outage
+    battery: int | None = None
+    seen: datetime | None = None  # the latest live (not retained) message
 
 
 @dataclass(slots=True)
@@ -88,8 +114,14 @@ class RatingService:
         directory: Callable[[], Directory],
         on_outbox: Callable[[], None] = lambda: None,
         audio: AudioService | None = None,
+        feedback: FeedbackService | None = None,
+        on_kiosk_good: Callable[[list[tuple[RatingEvent, PointInfo]]], None] | None = None,
+        on_complaints: Callable[[], None] = lambda: None,
     ) -> None:
         self._audio = audio
+        self._feedback = feedback or FeedbackService(settings)
+        self._on_kiosk_good = on_kiosk_good  # after the commit: the kiosk shows the review page
+        self._on_complaints = on_complaints  # after the commit: new complaints are posted at once
         self._settings = settings
         self._clock = clock
         self._texts = texts
@@ -106,6 +138,8 @@ class RatingService:
         presences: dict[str, PresenceEvent] = {}
         statuses: list[StatusEvent] = []
         audio: list[tuple[InboundMessage, AudioEvent]] = []
+        nps: dict[str, NpsEvent] = {}
+        complaints: dict[str, ComplaintEvent] = {}
         dead: list[DeadLetter] = []
         for item in batch:
             if item.error is not None:
@@ -126,6 +160,10 @@ class RatingService:
                     presences.setdefault(event.event_uid, event)
                 elif isinstance(event, AudioEvent):
                     audio.append((item.message, event))
+                elif isinstance(event, NpsEvent):
+                    nps.setdefault(event.event_uid, event)
+                elif isinstance(event, ComplaintEvent):
+                    complaints.setdefault(event.event_uid, event)
                 else:
                     statuses.append(event)
         for message, event in audio:  # files first: a crash leaves an unindexed file, never a dangling row
@@ -145,12 +183,24 @@ class RatingService:
                 result.dead_letters = len(dead)
             if presences:
                 result.presence = await self._store_presence(presences, directory)
-            if statuses:
-                result.statuses = await self._store_statuses(statuses)
+            if statuses or ratings:  # a press is a sighting too: Device.last_seen
+                result.statuses = await self._store_statuses(statuses, ratings.values())
             if ratings:
                 await self._store_ratings(ratings, directory, now, result)
+            if nps or complaints:
+                counts = await self._feedback.store(nps, complaints, directory, now)
+                result.nps, result.complaints = counts.nps, counts.complaints
+                result.duplicates += counts.duplicates
+                result.dead_letters += counts.dead_letters
         if result.outbox_rows:
             self._on_outbox()
+        if result.complaints:
+            self._on_complaints()
+        if result.kiosk_good and self._on_kiosk_good is not None:
+            try:
+                self._on_kiosk_good(result.kiosk_good)
+            except Exception:  # the display is a courtesy: never let it fail a stored batch
+                log.exception("queueing the kiosk display failed")
         return result
 
     async def _store_presence(self, events: dict[str, PresenceEvent], directory: Directory) -> int:
@@ -172,19 +222,67 @@ class RatingService:
             await PresenceRow.bulk_create(rows)
         return len(rows)
 
-    async def _store_statuses(self, events: list[StatusEvent]) -> int:
-        latest: dict[str, StatusEvent] = {}
-        for event in events:
-            if event.device_id not in latest or latest[event.device_id].ts <= event.ts:
-                latest[event.device_id] = event
-        for device_id, event in latest.items():
-            changes: dict[str, object] = {"last_seen": event.ts}
-            if event.online is not None:
-                changes["online"] = event.online
+    async def _store_statuses(self, events: list[StatusEvent], presses: Iterable[RatingEvent] = ()) -> int:
+        """Device health as the devices tell it; :class:`bot.device_health.DeviceHealthService`
+        decides later what the admins hear, so nothing here sends anything.
+
+        A batch folds per device into its last word on availability and battery (a battery
+        heartbeat after an ``offline`` must not hide the ``offline``). Going offline stamps
+        ``offline_since`` once: the retained ``offline`` that Mosquitto replays on subscribe for
+        a device already known offline changes nothing, so a restart raises no second alert; a
+        device seen offline for the first time (unknown or online before) starts its offline
+        time at receipt. Coming back clears ``offline_since``; ``offline_alerted`` is left for
+        the health service, which owes a "back online" message when it is set. A retained
+        message is state, not a sighting: it leaves ``last_seen`` alone, while a press of a
+        registered device moves it forward (never back: a queued press may be old). A status
+        that names another site than the device's own is ignored (device ids are global).
+        Returns how many devices reported a status (presses are not counted).
+        """
+        sites = {device.id: device.site for device in self._directory().devices}
+        folded: dict[str, _DeviceStatus] = {}
+        now = self._clock.now()
+        for press in presses:
+            if sites.get(press.device_id) == press.site:
+                state = folded.setdefault(press.device_id, _DeviceStatus())
+                seen = min(press.ts, now)  # a device clock running ahead does not reach the future
+                state.seen = max(state.seen or seen, seen)
+        reported: set[str] = set()
+        for event in sorted(events, key=lambda e: e.ts):
+            known_site = sites.get(event.device_id)
+            if event.site is not None and known_site is not None and known_site != event.site:
+                continue
+            reported.add(event.device_id)
+            state = folded.setdefault(event.device_id, _DeviceStatus())
+            if not event.retained:
+                state.seen = max(state.seen or event.ts, event.ts)
             if event.battery is not None:
-                changes["battery"] = event.battery
-            await Device.filter(id=device_id).update(**changes)
-        return len(latest)
+                state.battery = event.battery
+            if event.online is True:
+                state.online, state.came_back, state.offline_at = True, True, None
+            elif event.online is False and state.online is not False:
+                state.online, state.offline_at = False, event.ts
+        if not folded:
+            return 0
+        current = {
+            device_id: (online, last_seen)
+            for device_id, online, last_seen in await Device.filter(id__in=list(folded)).values_list("id", "online", "last_seen")
+        }
+        for device_id, state in folded.items():
+            if device_id not in current:
+                continue  # a native device that is not registered: nothing to keep
+            online, last_seen = current[device_id]
+            changes: dict[str, object] = {}
+            if state.seen is not None and (last_seen is None or state.seen > last_seen):
+                changes["last_seen"] = state.seen
+            if state.battery is not None:
+                changes["battery"] = state.battery
+            if state.online is True:
+                changes.update(online=True, offline_since=None)
+            elif state.online is False and (state.came_back or online is not False):
+                changes.update(online=False, offline_since=state.offline_at)
+            if changes:
+                await Device.filter(id=device_id).update(**changes)
+        return sum(1 for device_id in reported if device_id in current)
 
     async def _store_ratings(
         self, events: dict[str, RatingEvent], directory: Directory, now: datetime, result: BatchResult
@@ -235,6 +333,9 @@ class RatingService:
         await self._store_reasons([r for r in fresh if r.event.reasons], directory, now, result)
         result.ratings = len(rows)
         result.excluded = sum(1 for r in fresh if r.excluded)
+        result.kiosk_good = [
+            (r.event, r.point) for r in fresh if r.event.channel == "kiosk" and r.event.value == "good" and not r.excluded
+        ]
         await self._open_cases(fresh, directory, now, result)
         await self._check_anomalies(fresh, directory, now, result)
 
@@ -318,7 +419,8 @@ class RatingService:
                     last_event = event
                 else:
                     break
-            if rating.excluded is None and last_event is not None:
+            # the desk's presence says nothing about a kiosk at the exit or a phone after the visit
+            if rating.excluded is None and last_event is not None and rating.event.channel == "button":
                 if last_event[1] == "end" and ts - last_event[0] > self._grace:
                     rating.excluded = ExclusionReason.NO_CLIENT
             rating.staff_id = self._on_shift(shifts.get(rating.point.id, ()), ts)

@@ -22,7 +22,7 @@ from charts.style import LABELS_EN, LABELS_RU, format_period
 from bot.clock import Clock
 from bot.errors import AccessDenied, NotFound
 from bot.exports import export_rows, to_csv, to_xlsx
-from bot.kpi import KpiService, KpiSummary, Period, Scope, local_today, parse_period
+from bot.kpi import KpiService, KpiSummary, NegativeSplit, Period, Scope, local_today, parse_period
 from bot import checklists
 from bot.checklists import Checklist
 from bot.models import ExclusionReason, Office, Point, Role, Score, ScoreStatus, Staff
@@ -147,7 +147,9 @@ class ReportService:
         with_ranking = with_ranking and scope.staff_id is None
         ranking = await self._kpi.staff_ranking(scope, period) if with_ranking else []
         heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
-        reasons = await self._kpi.reasons(scope, period)
+        reasons = await self._kpi.reasons(scope, period, locale)
+        # an employee's negatives split by whose control their reasons were in
+        split = await self._kpi.negatives_by_control(scope, period, locale) if scope.staff_id is not None else None
         queried = time.perf_counter()
         labels = LABELS_EN if locale == "en" else LABELS_RU
         t = self._texts.t
@@ -159,7 +161,8 @@ class ReportService:
             (charts.render_comment_compliance,
              [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], t(locale, "Comment compliance") + f": {where}"),
             (charts.render_reasons_pareto,
-             [charts.ReasonCount(reason, count) for reason, count in reasons], t(locale, "Reasons for dissatisfaction") + f": {where}"),
+             [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
+             t(locale, "Reasons for dissatisfaction") + f": {where}"),
         ]
         if with_ranking:  # drawn even when empty: its empty state says nobody was identified
             jobs.insert(1, (
@@ -178,13 +181,15 @@ class ReportService:
             ))
         pngs = await asyncio.get_running_loop().run_in_executor(None, _render_all, jobs, labels)
         rendered = time.perf_counter()
-        return Report(self.summary_text(summary, locale), pngs, queried - started, rendered - queried, summary)
+        text = self.summary_text(summary, locale, split=split)
+        return Report(text, pngs, queried - started, rendered - queried, summary)
 
     def scope_label(self, scope: Scope, locale: str) -> str:
         return self._texts.t(locale, COMPANY) if scope.label == COMPANY else scope.label
 
-    def summary_text(self, s: KpiSummary, locale: str) -> str:
-        """The compact text managers read first; ratios without data say so instead of 0."""
+    def summary_text(self, s: KpiSummary, locale: str, split: NegativeSplit | None = None) -> str:
+        """The compact text managers read first; ratios without data say so instead of 0.
+        ``split``: an employee's negatives by the control over their reasons (``/me``, ``/report staff``)."""
         t = self._texts.t
         no_data = t(locale, "no data")
 
@@ -210,6 +215,9 @@ class ReportService:
         lines.append(t(locale, "Satisfaction") + f": {pct(s.satisfaction)}" + delta("satisfaction", 100, " pp"))
         lines.append(t(locale, "Like-index") + f": {num(s.like_index)}" + delta("like_index"))
         lines.append(t(locale, "Happy index") + f": {num(s.happy_index).lstrip('+') if s.happy_index is not None else no_data}" + delta("happy_index"))
+        if split is not None and split.negatives:
+            lines.extend(self.control_lines(split, locale))
+        lines.append(self.nps_line(s, locale) + delta("nps_score"))
         served = s.served
         if served.clients is not None:
             source = {"presence": t(locale, "queue and presence events"), "manual": t(locale, "entered by hand"),
@@ -243,6 +251,37 @@ class ReportService:
             lines.append("")
             lines.append("<i>" + t(locale, "In brackets: change against {period}", period=format_period(s.previous.period.start, s.previous.period.end)) + "</i>")
         return "\n".join(lines)
+
+    def nps_line(self, s: KpiSummary, locale: str) -> str:
+        """«NPS: +42 (промоутеры 58 %, нейтралы 26 %, критики 16 %; ответов: 312)», or no data."""
+        t = self._texts.t
+        nps = s.nps
+        if nps.score is None:
+            return t(locale, "NPS: no data")
+        return t(
+            locale, "NPS: {score} (promoters {promoters}, passives {passives}, detractors {detractors}; {count} answers)",
+            score=_signed(nps.score), promoters=_pct(nps.promoter_share), passives=_pct(nps.passive_share),
+            detractors=_pct(nps.detractor_share), count=nps.count,
+        )
+
+    def control_lines(self, split: NegativeSplit, locale: str) -> list[str]:
+        """An employee's negatives by whose control their reasons were in, and the like-index
+        without those whose reasons were all outside it (``NegativeSplit``)."""
+        t = self._texts.t
+        parts = []
+        if split.outside_only:
+            names = ", ".join(_lower_first(label) for label in split.outside_labels[:3])
+            parts.append(t(locale, "{count} of them for reasons outside the employee's control ({reasons})",
+                           count=split.outside_only, reasons=escape(names)))
+        if split.staff_related:
+            parts.append(t(locale, "{count} for reasons within the employee's control", count=split.staff_related))
+        if split.no_reason:
+            parts.append(t(locale, "{count} with no reason given", count=split.no_reason))
+        lines = [t(locale, "Negatives: {count}", count=split.negatives) + (", " + "; ".join(parts) if parts else "")]
+        if split.outside_only and split.adjusted_like_index is not None:
+            lines.append(t(locale, "Like-index without negatives for reasons outside the employee's control: {index}",
+                           index=_signed(split.adjusted_like_index)))
+        return lines
 
     def sales_line(self, s: KpiSummary, locale: str) -> str:
         """«Sales-standard compliance: 78 % (12 scored)»; a monthly figure, so a period that is
@@ -332,6 +371,21 @@ class ReportService:
 def _render_all(jobs: list[tuple], labels: object) -> list[bytes]:
     """Every chart of the album in one executor call (CPU-bound matplotlib, off the event loop)."""
     return [render(data, title, labels) for render, data, title in jobs]
+
+
+def _signed(value: float) -> str:
+    """«+42», «-7», and «0» rather than «+0» or «-0»: NPS and like-index as the summary writes them."""
+    text = f"{value:+.0f}"
+    return "0" if text in ("+0", "-0") else text
+
+
+def _pct(share: float | None) -> str:
+    return f"{(share or 0.0) * 100:.0f} %"
+
+
+def _lower_first(label: str) -> str:
+    """«Цены» → «цены» inside a sentence; «QR-код» stays as it is."""
+    return label[:1].lower() + label[1:] if label[1:2].islower() else label
 
 
 def _whole_months(start: date, end: date) -> bool:

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     kiosk_display_seconds: int = Field(default=300, ge=1, description="how long a review QR sent to a kiosk stays fresh")
     complaint_contact_days: int = Field(default=365, ge=1, description="complaint contact details are erased after this")
     battery_alert_percent: int = Field(default=15, ge=1, le=100, description="battery level that alerts the admin chat")
+    device_offline_grace_seconds: int = Field(default=120, ge=0, description="a device back online within this is not reported")
 
     @field_validator("telegram_api_url")
     @classmethod

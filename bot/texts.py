@@ -57,6 +57,9 @@ class CaseView:
     comment_late: bool | None
     overdue: bool
     comment_transcript: str | None = None
+    channel: str = "button"  # button | kiosk | qr
+    customer_text: str | None = None  # what the customer wrote at the kiosk or on the QR page
+    reasons: tuple[str, ...] = ()  # the reasons they picked, as labels
 
 
 class Texts:
@@ -98,6 +101,16 @@ class Texts:
             f"{employee}: {self._staff(locale, v)}",
             f"{when}: {self.local(v.ts, v.tz)}",
         ]
+        if v.channel != "button":
+            source = self.t(locale, "exit kiosk") if v.channel == "kiosk" else self.t(locale, "QR survey")
+            channel = self.t(locale, "Channel")
+            lines.append(f"{channel}: {source}")
+        if v.reasons:
+            reasons = self.t(locale, "Reasons")
+            lines.append(f"{reasons}: {escape(', '.join(v.reasons))}")
+        if v.customer_text:
+            customer = self.t(locale, "Customer")
+            lines.append(f"🗣 {customer}: <i>{escape(v.customer_text[:1000])}</i>")
         lines.extend(self._comment_lines(locale, v))
         return "\n".join(lines), self._keyboard(locale, [v])
 

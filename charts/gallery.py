@@ -68,6 +68,8 @@ _REASONS: tuple[tuple[str, float], ...] = (
     ("Долго искали заказ", 0.01),
 )
 _REASON_SHARE = 0.45  # negatives for which the kiosk got a reason
+# reasons outside the employee's control: hatched on the chart
+_OUTSIDE = {"Долгое ожидание в очереди", "Работало одно окно", "Душно, негде присесть", "Непонятные тарифы"}
 _ON_TIME = 0.86
 
 
@@ -143,7 +145,7 @@ def sample(first: date = date(2024, 5, 1), days: int = 31, *, seed: int = 7,
     return Sample(
         first=first, last=last, scope=scope, hours=(9, 20), days=daily,
         staff=[StaffRow(n, *c) for n, c in per_staff.items()], heatmap=heat, compliance=compliance,
-        reasons=[ReasonCount(r, c) for r, c in reasons.items() if c], sales=sales,
+        reasons=[ReasonCount(r, c, outside=r in _OUTSIDE) for r, c in reasons.items() if c], sales=sales,
     )
 
 

@@ -165,10 +165,12 @@ class ComplianceDay:
 
 @dataclass(frozen=True, slots=True)
 class ReasonCount:
-    """How often a reason for dissatisfaction was given (kiosk reasons, transcript rules)."""
+    """How often a reason for dissatisfaction was given (kiosk reasons, transcript rules);
+    ``outside``: the reason is outside the employee's control (stock, price, queue)."""
 
     reason: str
     count: int
+    outside: bool = False
 
     def __post_init__(self) -> None:
         _check_counts(self, "count")
@@ -194,6 +196,7 @@ class ParetoBar:
     count: int
     cumulative_pct: float
     is_other: bool = False
+    outside: bool = False  # outside the employee's control: drawn hatched
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,14 +260,17 @@ def pareto(reasons: Iterable[ReasonCount], max_bars: int = MAX_REASONS, other: s
     """Reasons by count descending with the cumulative share; the tail beyond ``max_bars``
     becomes one last ``other`` bar (last whatever its size, as Pareto charts do).
 
-    Equal reasons (after trimming spaces) are merged; zero counts are dropped.
+    Equal reasons (after trimming spaces) are merged, outside the employee's control only if
+    every one merged is; zero counts are dropped.
     """
     if max_bars < 2:
         raise ValueError("max_bars must be at least 2")
     merged: dict[str, int] = {}
+    outside: dict[str, bool] = {}
     for r in reasons:
         key = " ".join(r.reason.split()) or "?"
         merged[key] = merged.get(key, 0) + r.count
+        outside[key] = outside.get(key, True) and r.outside
     items = sorted(((k, v) for k, v in merged.items() if v > 0), key=lambda kv: (-kv[1], kv[0]))
     tail = 0
     if len(items) > max_bars:
@@ -275,7 +281,7 @@ def pareto(reasons: Iterable[ReasonCount], max_bars: int = MAX_REASONS, other: s
     running = 0
     for label, count in items:
         running += count
-        bars_.append(ParetoBar(label, count, running / total * 100))
+        bars_.append(ParetoBar(label, count, running / total * 100, outside=outside[label]))
     if tail:
         bars_.append(ParetoBar(other, tail, 100.0, is_other=True))
     return bars_
@@ -755,11 +761,16 @@ def reasons_pareto_figure(
     size: tuple[int, int] = SIZE,
 ) -> Figure:
     """Reasons as bars sorted descending, the cumulative share as a line (0–100 %) with the
-    80 % mark; reasons beyond ``max_bars`` make one grey "other" bar at the end."""
+    80 % mark; reasons beyond ``max_bars`` make one grey "other" bar at the end. Reasons
+    outside the employee's control (``ReasonCount.outside``) are hatched and faded, with a
+    note saying so."""
     chart = Chart(title, size)
     found = pareto(reasons, max_bars, labels.other)
     if not found:
         return chart.empty(labels.no_reasons)
+    outside = np.array([b.outside and not b.is_other for b in found])
+    own = np.array([not b.outside and not b.is_other for b in found])
+    other = np.array([b.is_other for b in found])
     w, h = chart.w, chart.h
     n = len(found)
     counts = np.array([b.count for b in found])
@@ -775,7 +786,8 @@ def reasons_pareto_figure(
     lines = max(t.count("\n") + 1 for t in wrapped)
     top = chart.top + chart.legend([("box", BAD, labels.mentions), ("line", LINE, labels.cumulative)], left,
                                    chart.top) + 14
-    bottom = 24 + 10 + lines * px_height(reason_pt) * 1.22
+    notes = [labels.outside_control] if outside.any() else []
+    bottom = 24 + 10 + lines * px_height(reason_pt) * 1.22 + (chart.notes(notes) + 6 if notes else 0)
     ax = chart.axes(left, top, right, bottom)
     ax.spines["right"].set_visible(True)
     ax.spines["right"].set_color(LINE)
@@ -783,17 +795,18 @@ def reasons_pareto_figure(
     pad = max(0.0, (slots - n) / 2)
     ax.set_xlim(-0.5 - pad, n - 0.5 + pad)
     ax.set_ylim(0, yt[-1])
-    bars(ax, x[[not b.is_other for b in found]], counts[[not b.is_other for b in found]], width=0.7, color=BAD,
-         gid="reasons")
-    bars(ax, x[[b.is_other for b in found]], counts[[b.is_other for b in found]], width=0.7, color=MUTED,
-         gid="other")
+    bars(ax, x[own], counts[own], width=0.7, color=BAD, gid="reasons")
+    bars(ax, x[outside], counts[outside], width=0.7, facecolor=BAD, alpha=_FADED, hatch=_HATCH, edgecolor=BAD,
+         linewidths=0.8, gid="outside")
+    bars(ax, x[other], counts[other], width=0.7, color=MUTED, gid="other")
     grid(ax, yt[1:])
     axes_h = h - top - bottom
     count_texts = []
-    for xi, c in zip(x, counts, strict=True):
+    for xi, c, faded in zip(x, counts, outside, strict=True):
         tall = c / yt[-1] * axes_h > px_height(ANNOT_PT) * 1.6
         count_texts.append(Text(str(int(c)), float(xi), 0 if tall else float(c), ANNOT_PT,
-                                color="white" if tall else INK, ha="center", va="bottom", bold=True, dy=8))
+                                color="white" if tall and not faded else INK, ha="center", va="bottom", bold=True,
+                                dy=8))
 
     margin = 3.0
 

@@ -111,6 +111,7 @@ class Labels:
     no_due: str = "За период не было негативов, которые нужно было прокомментировать"
     no_reasons: str = "Нет данных о причинах недовольства за период"
     no_conversations: str = "Нет оценённых разговоров за период"
+    outside_control: str = "Штриховка: причины вне зоны ответственности сотрудника (цены, наличие, очередь)"
 
 
 LABELS_RU = Labels()
@@ -147,6 +148,7 @@ LABELS_EN = Labels(
     no_due="No negatives were due a comment in the period",
     no_reasons="No data on reasons for dissatisfaction in the period",
     no_conversations="No conversations scored in the period",
+    outside_control="Hatched: reasons outside the employee's control (prices, stock, queue)",
 )
 
 

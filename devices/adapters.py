@@ -2,10 +2,16 @@
 
 Each adapter is ``(msg, device, max_future) -> list[Event]`` and raises :class:`PayloadError`
 for input that must go to the dead letters. An empty list means "legitimately not an event":
-a retained message on an event topic (stale state replayed on subscribe), a zigbee2mqtt state
-update without ``action``, the Home Assistant reset ``{"action":""}``, a Tasmota relay
+a retained message on an event topic (stale state replayed on subscribe), a Tasmota relay
 ``POWER`` change nobody mapped, a Shelly ``NotifyStatus`` or a bare ``btn_down``/``btn_up``
 edge. Availability and battery messages are used even when retained: they *are* state.
+
+Device health (:class:`StatusEvent`) per kind: native ``…/{device}/status``; zigbee2mqtt
+``…/availability`` plus the ``battery`` cached in every state message (a state update without
+``action``, or the Home Assistant reset ``{"action":""}``, is a sighting, not a press); Tasmota
+``tele/<t>/LWT`` plus ``BatteryPercentage`` in ``tele/<t>/SENSOR``/``STATE``; Shelly
+``…/online`` plus gen1 ``sensor/battery`` and gen2 ``status/devicepower:0`` (or the same
+component in a ``NotifyStatus``). A status from a retained message says so (``retained``).
 """
 
 from __future__ import annotations
@@ -21,15 +27,21 @@ from devices.contract import (
     EARLIEST_TS,
     MAX_FUTURE,
     MAX_ID,
+    MAX_CONTACT,
     MAX_PAYLOAD,
+    MAX_REASON_CODE,
+    MAX_REASONS,
     MAX_STAFF,
+    MAX_TEXT,
     MAX_TICKET,
     MAX_UID,
     PRESENCE_STATES,
     RATING_VALUES,
+    ComplaintEvent,
     DeviceConfig,
     Event,
     InboundMessage,
+    NpsEvent,
     PayloadError,
     PresenceEvent,
     RatingEvent,
@@ -51,6 +63,11 @@ SHELLY_GEN1_ALIASES: Final[Mapping[str, str]] = {
 """Gen1 codes may be mapped by their gen2 names too, so one org file fits both generations."""
 SHELLY_EDGES: Final = frozenset({"btn_down", "btn_up"})
 """Raw edges that accompany every gen2 push: ignored unless mapped, or every press dead-letters."""
+TASMOTA_TELEMETRY: Final = ("SENSOR", "STATE")
+"""Periodic ``tele/<topic>/…`` reports: a sign of life, and the battery where the device has one."""
+SHELLY_DEVICEPOWER: Final = "devicepower:0"
+SHELLY_DEVICEPOWER_TOPIC: Final = f"status/{SHELLY_DEVICEPOWER}"
+"""Gen2 battery: ``{"id":0,"battery":{"V":2.99,"percent":67},"external":{"present":false}}``."""
 _TASMOTA_BUTTON: Final = re.compile(r"(?:Button|Switch)\d{1,2}")
 _TASMOTA_POWER: Final = re.compile(r"POWER\d{0,2}")
 _AVAILABILITY_WORDS: Final[Mapping[str, bool]] = {
@@ -85,11 +102,14 @@ def device_filters(device: DeviceConfig) -> list[str]:
     if device.kind == "zigbee2mqtt":
         return [base, f"{base}/availability"]
     if device.kind == "tasmota":
-        return [f"stat/{base}/RESULT", f"{base}/stat/RESULT", f"tele/{base}/LWT", f"{base}/tele/LWT"]
+        return [
+            f"stat/{base}/RESULT", f"{base}/stat/RESULT", f"tele/{base}/LWT", f"{base}/tele/LWT",
+            *(f"tele/{base}/{leaf}" for leaf in TASMOTA_TELEMETRY), *(f"{base}/tele/{leaf}" for leaf in TASMOTA_TELEMETRY),
+        ]
     if device.kind == "shelly":
         if is_shelly_gen1(device):
             return [f"{base}/input_event/+", f"{base}/online", f"{base}/sensor/battery"]
-        return [f"{base}/events/rpc", f"{base}/online"]
+        return [f"{base}/events/rpc", f"{base}/online", f"{base}/{SHELLY_DEVICEPOWER_TOPIC}"]
     return []
 
 
@@ -263,7 +283,20 @@ def _battery(value: object) -> int:
 
 
 def _status(device: DeviceConfig, msg: InboundMessage, *, online: bool | None, battery: int | None) -> StatusEvent:
-    return StatusEvent(device.site, device.id, online, battery, msg.received_at)
+    return StatusEvent(device.site, device.id, online, battery, msg.received_at, retained=msg.retained)
+
+
+def _battery_reading(value: object) -> int | None:
+    """A battery percentage riding along in an off-the-shelf device's state, or ``None``.
+
+    Lenient on purpose: the state travels with presses, and a press must never be lost to a
+    converter that reports ``67.5`` or a bogus ``200``: a number outside 0..100 is no reading.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return round(value) if 0 <= value <= 100 else None
 
 
 # --------------------------------------------------------------------------- native contract
@@ -317,11 +350,137 @@ def parse_status(msg: InboundMessage, device: DeviceConfig, max_future: timedelt
     return [_status(device, msg, online=_availability(msg), battery=None)]
 
 
+# --------------------------------------------------------------------------- exit kiosk
+
+KIOSK_KINDS: Final = frozenset({"rating", "complaint", "nps"})
+
+
+def _kiosk_text(obj: Mapping[str, Any], key: str) -> str | None:
+    """A customer's words: blank is none; longer than :data:`MAX_TEXT` is refused, not cut."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError("bad_field", f"{key!r} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        raise PayloadError("bad_value", f"{key!r} is {len(value)} characters, the limit is {MAX_TEXT}")
+    return value or None
+
+
+def _kiosk_reasons(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """Reason codes as sent; whether the office offers them is the service's question (an
+    unknown code is dead-lettered there and the rating kept)."""
+    value = obj.get("reasons")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise PayloadError("bad_field", f"'reasons' must be a list of reason codes, got {type(value).__name__}")
+    if len(value) > MAX_REASONS:
+        raise PayloadError("bad_value", f"{len(value)} reasons, at most {MAX_REASONS}")
+    for code in value:
+        if not isinstance(code, str) or not code or len(code) > MAX_REASON_CODE:
+            raise PayloadError("bad_field", f"each reason must be a code of 1..{MAX_REASON_CODE} characters, got {_short(code)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _kiosk_point(obj: Mapping[str, Any], device: DeviceConfig) -> str:
+    """The payload's ``point`` (``W1`` or ``MSK-1/W1``, of the kiosk's own office), else the
+    kiosk's own; the router checks that it exists."""
+    point = _optional_string(obj, "point", 2 * MAX_ID)
+    if point is None:
+        return device.point
+    site, slash, code = point.rpartition("/")
+    if slash and site != device.site:
+        raise PayloadError("unknown_point", f"point {point[:64]!r} is not in the kiosk's office {device.site}")
+    if not code or "/" in code:
+        raise PayloadError("bad_field", f"'point' must be a point code like W1, got {point[:64]!r}")
+    return code
+
+
+def _person_field(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError("bad_field", f"{key!r} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if len(value) > MAX_CONTACT:
+        raise PayloadError("bad_value", f"{key!r} is {len(value)} characters, the limit is {MAX_CONTACT}")
+    return value or None
+
+
+def _nps_score(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError("bad_field", f"NPS 'value' must be an integer 0..10, got {type(value).__name__} {_short(value)}")
+    if not 0 <= value <= 10:
+        raise PayloadError("bad_value", f"NPS 'value' must be 0..10, got {_short(value)}")
+    return value
+
+
+def parse_kiosk(msg: InboundMessage, device: DeviceConfig, max_future: timedelta = MAX_FUTURE) -> list[Event]:
+    """``{root}/{site}/kiosk/{device}/feedback``: a rating with reasons, an NPS answer or a complaint.
+
+    ``{"id", "ts", "point"?, "staff"?, "kind": "rating"|"complaint"|"nps", "value",
+    "reasons"?: [codes], "text"?, "name"?, "contact"?, "consent"?}``. Reasons go with ratings
+    only. A complaint with ``consent: true`` needs a contact (``complaint_no_contact``); one
+    without consent is kept but its name and contact are dropped here, so nothing of them is
+    ever stored (152-FZ). Name and contact on a rating or an NPS answer are dropped likewise.
+    """
+    _check_size(msg)
+    if msg.retained:
+        return []  # an old answer replayed on subscribe
+    obj = _json_object(msg)
+    event_id = _required_string(obj, "id", MAX_ID)
+    kind = _enum(obj, "kind", KIOSK_KINDS)
+    if "ts" not in obj:
+        raise PayloadError("bad_field", "'ts' is required")
+    ts = parse_device_ts(obj["ts"], msg.received_at, max_future)
+    point = _kiosk_point(obj, device)
+    staff = _optional_string(obj, "staff", MAX_STAFF)
+    reasons = _kiosk_reasons(obj)
+    text = _kiosk_text(obj, "text")
+    uid = _uid("kiosk", device.site, device.id, event_id)
+    if kind != "rating" and reasons:
+        raise PayloadError("bad_field", f"'reasons' go with kind rating only, not {kind}")
+    if kind == "rating":
+        value = _enum(obj, "value", RATING_VALUES)
+        return [RatingEvent(uid, device.site, point, device.id, value, ts, channel="kiosk", staff=staff, reasons=reasons, text=text)]
+    if kind == "nps":
+        if "value" not in obj:
+            raise PayloadError("bad_field", "'value' is required: the NPS score 0..10")
+        return [NpsEvent(uid, device.site, point, device.id, _nps_score(obj["value"]), ts, reason=text, staff=staff)]
+    if text is None:
+        raise PayloadError("bad_field", "'text' is required for a complaint")
+    value = _enum(obj, "value", RATING_VALUES) if obj.get("value") is not None else None
+    consent = obj.get("consent", False)
+    if consent is None:
+        consent = False
+    if not isinstance(consent, bool):
+        raise PayloadError("bad_field", f"'consent' must be true or false, got {type(consent).__name__}")
+    name = contact = None
+    if consent:  # without consent nothing of the person is even looked at
+        contact = _person_field(obj, "contact")
+        if contact is None:
+            raise PayloadError("complaint_no_contact", "the customer consented to be contacted but left no contact")
+        name = _person_field(obj, "name")
+    return [
+        ComplaintEvent(
+            uid, device.site, point, device.id, text, ts, consent=consent, name=name, contact=contact,
+            value=value, staff=staff,
+        )
+    ]
+
+
 # --------------------------------------------------------------------------- zigbee2mqtt
 
 
 def parse_zigbee2mqtt(msg: InboundMessage, device: DeviceConfig, max_future: timedelta = MAX_FUTURE) -> list[Event]:
-    """``zigbee2mqtt/<name>`` presses (a non-empty ``action``) and ``…/availability``."""
+    """``zigbee2mqtt/<name>`` presses (a non-empty ``action``) and ``…/availability``.
+
+    Every state message is also a sign of life with the cached ``battery`` riding along, so a
+    press yields its rating *and* a status; a retained state (stale) yields only its battery.
+    """
     _check_size(msg)
     base = base_topic(device)
     if msg.topic == f"{base}/availability":
@@ -329,18 +488,23 @@ def parse_zigbee2mqtt(msg: InboundMessage, device: DeviceConfig, max_future: tim
     if msg.topic != base:
         raise PayloadError("bad_topic", f"{msg.topic!r} is not a topic of zigbee2mqtt device {device.id}")
     if msg.retained:
-        return []
+        try:
+            battery = _battery_reading(_json_object(msg).get("battery"))
+        except PayloadError:
+            return []
+        return [] if battery is None else [_status(device, msg, online=None, battery=battery)]
     obj = _json_object(msg)
+    status = _status(device, msg, online=None, battery=_battery_reading(obj.get("battery")))
     action = obj.get("action")
     if action is None or action == "":
-        return []  # battery/link update, or Home Assistant's reset after a press
+        return [status]  # battery/link update, or Home Assistant's reset after a press
     if not isinstance(action, str):
         raise PayloadError("bad_field", f"'action' must be a string, got {type(action).__name__}")
     value = _action_value(device, action)
     if value is None:
         raise _unknown_action(device, action)
     uid = _uid("zigbee2mqtt", device.id, action, str(receive_bucket(msg.received_at)))
-    return [RatingEvent(uid, device.site, device.point, device.id, value, msg.received_at)]
+    return [RatingEvent(uid, device.site, device.point, device.id, value, msg.received_at), status]
 
 
 # --------------------------------------------------------------------------- Tasmota
@@ -356,6 +520,8 @@ def parse_tasmota(msg: InboundMessage, device: DeviceConfig, max_future: timedel
     base = base_topic(device)
     if msg.topic in (f"tele/{base}/LWT", f"{base}/tele/LWT"):
         return [_status(device, msg, online=_availability(msg), battery=None)]
+    if any(msg.topic in (f"tele/{base}/{leaf}", f"{base}/tele/{leaf}") for leaf in TASMOTA_TELEMETRY):
+        return _parse_tasmota_telemetry(msg, device)
     if msg.topic not in (f"stat/{base}/RESULT", f"{base}/stat/RESULT"):
         raise PayloadError("bad_topic", f"{msg.topic!r} is not a topic of Tasmota device {device.id}")
     if msg.retained:
@@ -386,6 +552,35 @@ def parse_tasmota(msg: InboundMessage, device: DeviceConfig, max_future: timedel
     return events
 
 
+def _parse_tasmota_telemetry(msg: InboundMessage, device: DeviceConfig) -> list[Event]:
+    """``tele/<t>/STATE`` / ``SENSOR`` every TelePeriod: a sighting, with ``BatteryPercentage``
+    when the device reports one (top level, or inside one sensor object such as a Zigbee
+    bridge's ``{"ZbReceived":{"0x4F2E":{"BatteryPercentage":95}}}``). A retained one is stale:
+    its battery is used, the sighting is not."""
+    try:
+        obj = _json_object(msg)
+    except PayloadError:
+        if msg.retained:
+            return []
+        raise
+    battery = _find_battery_percentage(obj, depth=3)
+    if msg.retained and battery is None:
+        return []
+    return [_status(device, msg, online=None, battery=battery)]
+
+
+def _find_battery_percentage(obj: Mapping[str, Any], depth: int) -> int | None:
+    reading = _battery_reading(obj.get("BatteryPercentage"))
+    if reading is not None or depth <= 1:
+        return reading
+    for value in obj.values():
+        if isinstance(value, dict):
+            reading = _find_battery_percentage(value, depth - 1)
+            if reading is not None:
+                return reading
+    return None
+
+
 # --------------------------------------------------------------------------- Shelly
 
 
@@ -396,6 +591,11 @@ def parse_shelly(msg: InboundMessage, device: DeviceConfig, max_future: timedelt
     base = base_topic(device)
     if msg.topic == f"{base}/online":
         return [_status(device, msg, online=_availability(msg), battery=None)]
+    if msg.topic == f"{base}/{SHELLY_DEVICEPOWER_TOPIC}" and not is_shelly_gen1(device):
+        battery = _shelly_battery(_json_object(msg))
+        if battery is None and msg.retained:
+            return []
+        return [_status(device, msg, online=None, battery=battery)]
     if is_shelly_gen1(device):
         return _parse_shelly_gen1(msg, device, base)
     if msg.topic != f"{base}/events/rpc":
@@ -411,8 +611,11 @@ def _parse_shelly_gen2(msg: InboundMessage, device: DeviceConfig, max_future: ti
     method = obj.get("method")
     if not isinstance(method, str):
         raise PayloadError("bad_field", "'method' must be a string")
-    if method != "NotifyEvent":
-        return []  # NotifyStatus / NotifyFullStatus share the topic
+    if method != "NotifyEvent":  # NotifyStatus / NotifyFullStatus share the topic
+        params = obj.get("params")
+        power = params.get(SHELLY_DEVICEPOWER) if isinstance(params, dict) else None
+        battery = _shelly_battery(power) if isinstance(power, dict) else None
+        return [] if battery is None else [_status(device, msg, online=None, battery=battery)]
     params = obj.get("params")
     if not isinstance(params, dict):
         raise PayloadError("bad_field", "'params' must be an object")
@@ -446,6 +649,13 @@ def _parse_shelly_gen2(msg: InboundMessage, device: DeviceConfig, max_future: ti
     if not events and unmapped:
         raise _unknown_action(device, unmapped[0])
     return events
+
+
+def _shelly_battery(power: Mapping[str, Any]) -> int | None:
+    """``devicepower:0`` status: ``{"battery":{"V":2.99,"percent":67},…}``; mains-powered
+    devices have no such component, and a reading in error has no ``percent``."""
+    battery = power.get("battery")
+    return _battery_reading(battery.get("percent")) if isinstance(battery, dict) else None
 
 
 def _parse_shelly_gen1(msg: InboundMessage, device: DeviceConfig, base: str) -> list[Event]:

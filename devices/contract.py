@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias, get_args
 
-Kind: TypeAlias = Literal["native", "zigbee2mqtt", "tasmota", "shelly"]
+Kind: TypeAlias = Literal["native", "zigbee2mqtt", "tasmota", "shelly", "kiosk"]
 RatingValue: TypeAlias = Literal["good", "neutral", "bad"]
 PresenceState: TypeAlias = Literal["start", "end"]
 Reason: TypeAlias = Literal[
@@ -42,6 +42,7 @@ Reason: TypeAlias = Literal[
     "bad_topic",
     "unknown_action",
     "too_large",
+    "complaint_no_contact",
 ]
 
 KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
@@ -59,6 +60,10 @@ MAX_ID: Final = 100  # device ids and native event ids (Rating.device_id column 
 MAX_ACTION_KEY: Final = 64
 MAX_TICKET: Final = 32  # PresenceEvent.ticket column width
 MAX_STAFF: Final = 64  # PresenceEvent.staff_code column width
+MAX_TEXT: Final = 2000  # a kiosk customer's comment, NPS reason or complaint
+MAX_REASONS: Final = 10  # reasons picked in one kiosk answer
+MAX_REASON_CODE: Final = 64  # Reason.code column width
+MAX_CONTACT: Final = 200  # Complaint.customer_name / contact column width
 EARLIEST_TS: Final = datetime(2000, 1, 1, tzinfo=UTC)
 """Device times before this mean an unset clock (epoch 0, or seconds sent as milliseconds)."""
 
@@ -196,6 +201,8 @@ class StatusEvent:
     online: bool | None
     battery: int | None
     ts: datetime  # UTC, the receive time
+    # replayed on subscribe: state, not a sighting (``last_seen`` stays); not part of equality
+    retained: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.device_id or len(self.device_id) > MAX_ID:
@@ -222,4 +229,66 @@ class AudioEvent:
 MAX_AUDIO_PAYLOAD: Final = 1024 * 1024
 """Audio over MQTT stays well under brokers' packet limits; longer recordings go over HTTP."""
 
-Event: TypeAlias = RatingEvent | PresenceEvent | StatusEvent | AudioEvent
+@dataclass(frozen=True, slots=True)
+class NpsEvent:
+    """An exit-kiosk answer to "how likely are you to recommend us", 0..10."""
+
+    event_uid: str
+    site: str
+    point: str
+    device_id: str
+    score: int
+    ts: datetime  # UTC
+    reason: str | None = None  # the customer's words on why
+    staff: str | None = None
+    channel: str = "kiosk"
+
+    def __post_init__(self) -> None:
+        _require_uid(self.event_uid)
+        if isinstance(self.score, bool) or not isinstance(self.score, int) or not 0 <= self.score <= 10:
+            raise ValueError(f"NPS score must be an int 0..10, got {self.score!r}")
+        if self.reason is not None and len(self.reason) > MAX_TEXT:
+            raise ValueError(f"NPS reason longer than {MAX_TEXT}")
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {'|'.join(CHANNELS)}, got {self.channel!r}")
+        object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
+
+
+@dataclass(frozen=True, slots=True)
+class ComplaintEvent:
+    """A complaint that needs an answer. ``name``/``contact`` exist only with ``consent``
+    (152-FZ): without it the adapter drops them, and constructing one with them is a bug."""
+
+    event_uid: str
+    site: str
+    point: str
+    device_id: str
+    text: str
+    ts: datetime  # UTC
+    consent: bool = False
+    name: str | None = field(default=None, repr=False)
+    contact: str | None = field(default=None, repr=False)
+    value: str | None = None  # good | neutral | bad, when the kiosk asked for a rating too
+    staff: str | None = None
+    channel: str = "kiosk"
+
+    def __post_init__(self) -> None:
+        _require_uid(self.event_uid)
+        if not self.text or len(self.text) > MAX_TEXT:
+            raise ValueError(f"complaint text must be 1..{MAX_TEXT} characters")
+        if not self.consent and (self.name is not None or self.contact is not None):
+            raise ValueError("a complaint without consent must carry no name or contact")
+        if self.consent and not self.contact:
+            raise ValueError("a complaint with consent needs a contact")
+        for name in ("name", "contact"):
+            value = getattr(self, name)
+            if value is not None and len(value) > MAX_CONTACT:
+                raise ValueError(f"complaint {name} longer than {MAX_CONTACT}")
+        if self.value is not None and self.value not in RATING_VALUES:
+            raise ValueError(f"rating value must be good|neutral|bad, got {self.value!r}")
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {'|'.join(CHANNELS)}, got {self.channel!r}")
+        object.__setattr__(self, "ts", _require_aware_utc("ts", self.ts))
+
+
+Event: TypeAlias = RatingEvent | PresenceEvent | StatusEvent | AudioEvent | NpsEvent | ComplaintEvent

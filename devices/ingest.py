@@ -396,7 +396,7 @@ class MqttIngest:
     def _count(self, result: BatchResult, messages: int) -> None:
         self.batches += 1
         self.messages += messages
-        self.stored += result.ratings + result.presence + result.statuses
+        self.stored += result.ratings + result.presence + result.statuses + result.nps + result.complaints
         self.duplicates += result.duplicates
         self.dead_letters += result.dead_letters
         if time.monotonic() - self._last_progress[0] >= self._progress_interval:

@@ -16,6 +16,7 @@ from devices.adapters import (
     base_topic,
     device_filters,
     parse_native_presence,
+    parse_kiosk,
     parse_native_rating,
     parse_shelly,
     parse_status,
@@ -26,17 +27,24 @@ from devices.contract import (
     MAX_AUDIO_PAYLOAD,
     MAX_PAYLOAD,
     AudioEvent,
+    ComplaintEvent,
     DeviceConfig,
     Event,
     InboundMessage,
+    NpsEvent,
     PayloadError,
     PresenceEvent,
     RatingEvent,
 )
 
 NATIVE_LEAVES: Final = ("rating", "presence", "status")
+KIOSK_LEVEL: Final = "kiosk"
+KIOSK_FEEDBACK: Final = "feedback"
 _OFF_THE_SHELF_HEADS: Final = ("zigbee2mqtt/", "shellies/", "stat/", "tele/")
-_OFF_THE_SHELF_TAILS: Final = ("/availability", "/stat/RESULT", "/tele/LWT", "/events/rpc", "/online")
+_OFF_THE_SHELF_TAILS: Final = (
+    "/availability", "/stat/RESULT", "/tele/LWT", "/tele/SENSOR", "/tele/STATE", "/events/rpc", "/online",
+    "/status/devicepower:0",
+)
 
 
 def _check_topic(name: str, topic: str) -> None:
@@ -79,6 +87,7 @@ class TopicRouter:
         self._native: dict[tuple[str, str], DeviceConfig] = {}
         self._exact: dict[str, DeviceConfig] = {}
         self._gen1: dict[str, DeviceConfig] = {}
+        self._kiosks: dict[tuple[str, str], DeviceConfig] = {}
         self._filters: list[str] = [f"{root}/+/+/{leaf}" for leaf in NATIVE_LEAVES] + [f"{root}/+/+/audio/+"]
         for device in devices:
             self._add(device)
@@ -89,6 +98,12 @@ class TopicRouter:
         self._devices[device.id] = device
         if device.kind == "native":
             self._native[(device.site, device.id)] = device
+            return
+        if device.kind == KIOSK_LEVEL:  # {root}/{site}/kiosk/{device}/feedback, one wildcard filter for all
+            self._kiosks[(device.site, device.id)] = device
+            kiosk_filter = f"{self.root}/+/{KIOSK_LEVEL}/+/{KIOSK_FEEDBACK}"
+            if kiosk_filter not in self._filters:
+                self._filters.append(kiosk_filter)
             return
         _check_topic(f"device {device.id} topic", base_topic(device))
         for topic_filter in device_filters(device):
@@ -114,7 +129,11 @@ class TopicRouter:
         """Events in ``msg`` (possibly none); ``PayloadError`` when it belongs in the dead letters."""
         topic = msg.topic
         if topic.startswith(self._native_prefix) and topic.count("/") == self._native_prefix.count("/") + 3:
-            return self._parse_audio(msg, topic[len(self._native_prefix) :], max_future)
+            rest = topic[len(self._native_prefix) :]
+            _, level, _, leaf = rest.split("/")
+            if level == KIOSK_LEVEL and leaf == KIOSK_FEEDBACK:
+                return self._parse_kiosk(msg, rest, max_future)
+            return self._parse_audio(msg, rest, max_future)
         if len(msg.payload) > MAX_PAYLOAD:
             raise PayloadError("too_large", f"{len(msg.payload)} bytes, the limit is {MAX_PAYLOAD}")
         device = self._exact.get(topic)
@@ -171,13 +190,22 @@ class TopicRouter:
             raise PayloadError("bad_value", "empty audio segment")
         return [AudioEvent(site, point, started_at, msg.payload)]
 
+    def _parse_kiosk(self, msg: InboundMessage, rest: str, max_future: timedelta) -> list[Event]:
+        """``{site}/kiosk/{device}/feedback`` from a kiosk of the org (its point is where it stands)."""
+        site, _, device_id, _ = rest.split("/")
+        device = self._kiosks.get((site, device_id))
+        if device is None:
+            raise PayloadError("unknown_device", f"no kiosk {device_id[:64]!r} in office {site[:64]!r} of the org")
+        return self._on_known_points(parse_kiosk(msg, device, max_future))
+
     def _on_known_points(self, events: list[Event]) -> list[Event]:
         for event in events:
-            if isinstance(event, RatingEvent | PresenceEvent) and (event.site, event.point) not in self._points:
+            located = isinstance(event, RatingEvent | PresenceEvent | NpsEvent | ComplaintEvent)
+            if located and (event.site, event.point) not in self._points:
                 raise PayloadError(
                     "unknown_point", f"point {event.site}/{event.point} of this device is not in the org"
                 )
         return events
 
 
-__all__ = ["NATIVE_LEAVES", "TopicRouter", "subscription_for"]
+__all__ = ["KIOSK_FEEDBACK", "KIOSK_LEVEL", "NATIVE_LEAVES", "TopicRouter", "subscription_for"]

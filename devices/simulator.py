@@ -251,7 +251,7 @@ def bad_payloads(root: str, site: str, point: str, now: datetime) -> list[BadPay
 
 # --------------------------------------------------------------------------- traffic plan
 
-ExpectedKind: TypeAlias = Literal["rating", "presence", "status", "ignored", "bad"]
+ExpectedKind: TypeAlias = Literal["rating", "presence", "status", "ignored", "bad", "nps", "complaint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,9 +525,159 @@ def _at(item: Planned, t: float) -> Planned:
     return Planned(t, item.topic, item.payload, item.qos, item.retain, item.expect)
 
 
+# --------------------------------------------------------------------------- exit kiosk
+
+KIOSK_REASONS: Final = ("wait", "rude", "incompetent", "price", "stock")
+"""The reason codes of the example org file (tests/fixtures/org.yaml)."""
+_KIOSK_COMMENTS: Final = (
+    "Долго ждал в очереди", "Консультант не смог ответить", "Нет нужной модели", "Очень дорого",
+    "Спасибо, всё быстро", None, None, None,
+)
+_COMPLAINTS: Final = (
+    "Заказ потерян, никто не перезвонил", "Сотрудник нагрубил на кассе", "Вернули деньги не полностью",
+)
+_NAMES: Final = ("Иван Петров", "Мария Смирнова", "Ольга К.", "Сергей")
+
+
+def kiosk_feedback(
+    *,
+    event_id: str,
+    ts: datetime | int,
+    kind: str,
+    value: str | int | None,
+    reasons: Sequence[str] = (),
+    text: str | None = None,
+    point: str | None = None,
+    staff: str | None = None,
+    name: str | None = None,
+    contact: str | None = None,
+    consent: bool | None = None,
+) -> bytes:
+    """A kiosk's ``{root}/{site}/kiosk/{device}/feedback`` payload (absent fields left out)."""
+    body: dict[str, Any] = {"id": event_id, "ts": format_ts(ts), "kind": kind}
+    if value is not None:
+        body["value"] = value
+    if point is not None:
+        body["point"] = point
+    if staff is not None:
+        body["staff"] = staff
+    if reasons:
+        body["reasons"] = list(reasons)
+    if text is not None:
+        body["text"] = text
+    if name is not None:
+        body["name"] = name
+    if contact is not None:
+        body["contact"] = contact
+    if consent is not None:
+        body["consent"] = consent
+    return _dumps(body)
+
+
+def kiosk_topic(device: DeviceConfig, root: str) -> str:
+    return f"{root}/{device.site}/kiosk/{device.id}/feedback"
+
+
+@dataclass(frozen=True, slots=True)
+class KioskPlan:
+    """Exit-kiosk traffic: ratings (bad and neutral ones with one or two reasons and now and
+    then a comment), NPS answers 0..10 and the occasional complaint, with the customer's
+    consent and contact (``consent_share``) or without either. ``bad_share`` of messages are
+    payloads the service must dead-letter (an NPS of 11, a consent without a contact). Same
+    interface as :class:`TrafficPlan` (``count``, ``schedule``), so :func:`run_simulation`
+    plays it. ``Expected.value`` is the rating, the NPS score as text, ``complaint`` or the
+    dead-letter reason."""
+
+    devices: Sequence[DeviceConfig]
+    root: str = "loyalty/v1"
+    rate: float = 2.0
+    duration: float = 60.0
+    negative_share: float = 0.2
+    nps_share: float = 0.25
+    complaint_share: float = 0.05
+    consent_share: float = 0.6
+    bad_share: float = 0.0
+    reasons: Sequence[str] = KIOSK_REASONS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.duration <= 0:
+            raise ValueError("rate and duration must be positive")
+        for name in ("negative_share", "nps_share", "complaint_share", "consent_share", "bad_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.nps_share + self.complaint_share > 1:
+            raise ValueError("nps_share + complaint_share must be at most 1")
+        if not self.kiosks:
+            raise ValueError("no kiosk in the plan: add a device of kind kiosk to the org")
+
+    @property
+    def kiosks(self) -> list[DeviceConfig]:
+        return [d for d in self.devices if d.kind == "kiosk" and d.point]
+
+    @property
+    def count(self) -> int:
+        return max(1, round(self.rate * self.duration))
+
+    def messages(self, start: datetime) -> Iterator[Message]:
+        for item in self.schedule(start):
+            yield item.message
+
+    def schedule(self, start: datetime) -> list[Planned]:
+        start = start.astimezone(UTC)
+        rng = random.Random(self.seed)
+        stem = f"ksim{int(start.timestamp() * 1000)}"
+        kiosks = self.kiosks
+        out: list[Planned] = []
+        for i in range(self.count):
+            t = i / self.rate
+            device = rng.choice(kiosks)
+            ts = start + timedelta(seconds=t)
+            event_id = f"{stem}-{i + 1}"
+            topic = kiosk_topic(device, self.root)
+            site, point = device.site, device.point
+            if self.bad_share and rng.random() < self.bad_share:
+                if rng.random() < 0.5:
+                    payload = kiosk_feedback(event_id=event_id, ts=ts, kind="nps", value=11)
+                    expect = Expected("bad", site, point, device.id, "bad_value")
+                else:
+                    payload = kiosk_feedback(
+                        event_id=event_id, ts=ts, kind="complaint", value=None, text=rng.choice(_COMPLAINTS),
+                        name=rng.choice(_NAMES), consent=True,
+                    )
+                    expect = Expected("bad", site, point, device.id, "complaint_no_contact")
+                out.append(Planned(t, topic, payload, 1, False, expect))
+                continue
+            roll = rng.random()
+            if roll < self.complaint_share:
+                consent = rng.random() < self.consent_share
+                payload = kiosk_feedback(
+                    event_id=event_id, ts=ts, kind="complaint", value="bad", text=rng.choice(_COMPLAINTS),
+                    name=rng.choice(_NAMES) if consent or rng.random() < 0.3 else None,
+                    contact=f"+7999{rng.randrange(10**7):07d}" if consent else None, consent=consent,
+                )
+                expect = Expected("complaint", site, point, device.id, "complaint")
+            elif roll < self.complaint_share + self.nps_share:
+                score = rng.choices(range(11), weights=(1, 1, 1, 1, 2, 3, 4, 8, 14, 16, 14))[0]
+                text = rng.choice(_KIOSK_COMMENTS) if score <= 6 else None
+                payload = kiosk_feedback(event_id=event_id, ts=ts, kind="nps", value=score, text=text)
+                expect = Expected("nps", site, point, device.id, str(score))
+            else:
+                value_roll = rng.random()
+                value = "bad" if value_roll < self.negative_share else (
+                    "good" if value_roll < self.negative_share + (1 - self.negative_share) * 0.75 else "neutral"
+                )
+                reasons = rng.sample(list(self.reasons), k=min(len(self.reasons), rng.choice((1, 1, 2)))) if value != "good" and self.reasons else []
+                text = rng.choice(_KIOSK_COMMENTS) if value != "good" else None
+                payload = kiosk_feedback(event_id=event_id, ts=ts, kind="rating", value=value, reasons=reasons, text=text)
+                expect = Expected("rating", site, point, device.id, value)
+            out.append(Planned(t, topic, payload, 1, False, expect))
+        return out
+
+
 async def run_simulation(
     publish: Publish,
-    plan: TrafficPlan,
+    plan: TrafficPlan | KioskPlan,
     clock_sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     progress: Callable[[int, int], None] | None = None,
     *,
@@ -556,6 +706,8 @@ __all__ = [
     "Z2M_HA_RESET",
     "BadPayload",
     "Expected",
+    "KIOSK_REASONS",
+    "KioskPlan",
     "Message",
     "Planned",
     "Publish",
@@ -565,6 +717,8 @@ __all__ = [
     "device_press",
     "device_values",
     "format_ts",
+    "kiosk_feedback",
+    "kiosk_topic",
     "native_battery",
     "native_presence",
     "native_rating",

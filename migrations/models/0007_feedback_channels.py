@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
                 ('local_date', fields.DateField()),
                 ('received_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'nps_answer', 'app': 'models', 'indexes': [Index(fields=['office_id', 'local_date'])], 'pk_attr': 'id', 'table_description': 'An answer to "how likely are you to recommend us", 0 to 10.'},
+            options={'table': 'nps_answer', 'app': 'models', 'indexes': [Index(fields=['office_id', 'local_date']), Index(fields=['staff_id', 'local_date']), Index(fields=['local_date'])], 'pk_attr': 'id', 'table_description': 'An answer to "how likely are you to recommend us", 0 to 10.'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -10,7 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 from openpyxl import load_workbook
 
 from bot.exports import export_rows, to_csv, to_xlsx
-from bot.models import ExclusionReason, NegativeCase, Office, Point, Rating, RatingValue, Staff
+from bot.models import (
+    Channel, Complaint, ExclusionReason, NegativeCase, Office, Point, Rating, RatingReason, RatingValue, Reason, Staff,
+)
 
 
 @dataclass
@@ -68,16 +70,16 @@ async def test_csv_and_xlsx_carry_the_same_rows(database: str) -> None:
     data = to_csv(rows)
     assert data.startswith("\ufeff".encode())
     parsed = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
-    assert parsed[0][:5] == ["Дата и время", "Офис", "Рабочее место", "Сотрудник", "Оценка"]
+    assert parsed[0][:7] == ["Дата и время", "Офис", "Рабочее место", "Сотрудник", "Оценка", "Канал", "Причины"]
     assert parsed[1][0] == "2026-11-01 23:00:00"  # oldest first
-    assert parsed[2] == ["2026-11-02 00:30:00", "MSK-1", "Окно 1", "Анна Иванова", "плохо", "", "Очередь; клиент ждал",
-                         "2026-11-02 01:20:00", "да"]
+    assert parsed[2] == ["2026-11-02 00:30:00", "MSK-1", "Окно 1", "Анна Иванова", "плохо", "кнопка", "", "",
+                         "Очередь; клиент ждал", "2026-11-02 01:20:00", "да"]
     assert len(parsed) == 1 + 4
     book = load_workbook(io.BytesIO(to_xlsx(rows, "MSK 1-2 Nov")))
     sheet = book.active
     values = [list(r) for r in sheet.iter_rows(values_only=True)]
     assert len(values) == 5 and values[0][0] == "Дата и время"
-    assert values[2][0] == datetime(2026, 11, 2, 0, 30) and values[2][6] == "Очередь; клиент ждал"
+    assert values[2][0] == datetime(2026, 11, 2, 0, 30) and values[2][8] == "Очередь; клиент ждал"
 
 
 async def test_pages_join_without_losing_or_repeating_a_row(database: str, monkeypatch) -> None:
@@ -88,3 +90,29 @@ async def test_pages_join_without_losing_or_repeating_a_row(database: str, monke
     monkeypatch.setattr(bot.exports, "PAGE", 1)
     paged = [r.local_time async for r in export_rows(Scope(), date(2026, 11, 1), date(2026, 11, 2))]
     assert paged == everything and len(paged) == 4
+
+
+async def test_rows_name_the_channel_and_the_customers_reasons_never_a_complaint_contact(database: str) -> None:
+    msk = await Office.create(code="MSK-1", name="Москва", timezone="Europe/Moscow")
+    w1 = await Point.create(office=msk, code="W1", name="Окно 1")
+    price = await Reason.create(code="price", label="Цены", label_en="Prices", staff_related=False)
+    queue = await Reason.create(code="queue", label="Очередь", staff_related=False)
+    at = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    kiosk = await Rating.create(event_uid="k1", device_id="kiosk-1", office=msk, point=w1, value=RatingValue.BAD, ts=at,
+                                received_at=at, local_date=date(2026, 11, 2), local_hour=12, channel=Channel.KIOSK)
+    await RatingReason.create(rating=kiosk, reason=price)
+    await RatingReason.create(rating=kiosk, reason=queue)
+    await Rating.create(event_uid="q1", device_id="qr", office=msk, point=w1, value=RatingValue.GOOD,
+                        ts=at + timedelta(minutes=1), received_at=at, local_date=date(2026, 11, 2), local_hour=12,
+                        channel=Channel.QR)
+    await Complaint.create(event_uid="c1", office=msk, point=w1, text="Нагрубили", customer_name="Пётр Сидоров",
+                           contact="+79990001122", consent=True, ts=at, local_date=date(2026, 11, 2), received_at=at)
+    rows = [r async for r in export_rows(Scope(), date(2026, 11, 2), date(2026, 11, 2))]
+    assert [(r.channel, r.reasons) for r in rows] == [("киоск", "Цены, Очередь"), ("QR-опрос", "")]
+    english = [r async for r in export_rows(Scope(), date(2026, 11, 2), date(2026, 11, 2), "en")]
+    assert [(r.channel, r.reasons) for r in english] == [("kiosk", "Prices, Очередь"), ("QR survey", "")]
+    cells = [str(v) for r in load_workbook(io.BytesIO(to_xlsx(rows, "t"))).active.iter_rows(values_only=True) for v in r]
+    for text in (to_csv(rows).decode("utf-8-sig"), " ".join(cells)):
+        assert "Цены, Очередь" in text and "79990001122" not in text and "Сидоров" not in text
+    text = to_csv(rows).decode("utf-8-sig")
+    assert "киоск;Цены, Очередь;" in text

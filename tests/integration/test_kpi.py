@@ -437,7 +437,7 @@ async def test_summary_compares_with_the_previous_period_of_the_same_length(org:
     )
 
 
-async def test_summary_takes_seven_queries(org: Org, kpi: KpiService, caplog: pytest.LogCaptureFixture) -> None:
+async def test_summary_takes_eight_queries(org: Org, kpi: KpiService, caplog: pytest.LogCaptureFixture) -> None:
     await seed(*monday_mix(org))
     await presence(org.w1, MON, 12)
     await served_by_hand(org.msk, TUE, 5)
@@ -446,4 +446,4 @@ async def test_summary_takes_seven_queries(org: Org, kpi: KpiService, caplog: py
     caplog.clear()
     await kpi.summary(Scope.company(), WEEK)
     selects = [r for r in caplog.records if r.name == "tortoise.db_client" and r.getMessage().lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 7  # the last: sales-standard compliance
+    assert len(selects) == 8  # the last two: sales-standard compliance, NPS

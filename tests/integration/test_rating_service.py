@@ -64,6 +64,24 @@ async def test_repeat_presses_inside_the_window_are_excluded(service: RatingServ
     }
 
 
+async def test_kiosk_and_qr_ratings_after_the_client_left_the_desk_still_count(service: RatingService) -> None:
+    """The desk's presence data says when a client stood at the desk; a customer rating at the
+    exit kiosk or on their phone does so after leaving it, by design."""
+    left = TUE_1200 - timedelta(minutes=5)
+    message = InboundMessage("loyalty/v1/MSK-1/W1/rating", b"{}", False, TUE_1200)
+    await service.store_batch([
+        presence("a", "start", TUE_1200 - timedelta(minutes=10), staff="ivanova"),
+        presence("b", "end", left),
+        rating("desk", "good", TUE_1200),
+        Received(message, [RatingEvent("qr:MSK-1:abc:1", "MSK-1", "W1", "qr:abc", "bad", TUE_1200, channel="qr")]),
+        Received(message, [RatingEvent("kiosk:MSK-1:k:1", "MSK-1", "W1", "kiosk-msk-1", "good", TUE_1200, channel="kiosk")]),
+    ])
+    reasons = dict(await Rating.all().values_list("event_uid", "excluded_reason"))
+    assert reasons == {
+        "native:MSK-1:btn-17:desk": ExclusionReason.NO_CLIENT, "qr:MSK-1:abc:1": None, "kiosk:MSK-1:k:1": None,
+    }
+
+
 async def test_rating_when_presence_says_nobody_was_there_is_excluded(service: RatingService) -> None:
     await service.store_batch(
         [

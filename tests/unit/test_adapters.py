@@ -96,7 +96,8 @@ def reason_of(call: Callable[..., object], *args: object) -> str:
 
 
 def ratings(events: list[Event]) -> list[RatingEvent]:
-    assert all(isinstance(e, RatingEvent) for e in events)
+    """The ratings; besides them only a sighting (a zigbee2mqtt state's status) may come along."""
+    assert all(isinstance(e, RatingEvent) or (isinstance(e, StatusEvent) and e.online is None) for e in events)
     return [e for e in events if isinstance(e, RatingEvent)]
 
 
@@ -303,10 +304,11 @@ SINGLE_BUTTON = DeviceConfig("aqara-1", "zigbee2mqtt", "MSK-1", "W2", "zigbee2mq
 
 
 def test_z2m_press_from_devices_md() -> None:
-    [event] = parse_zigbee2mqtt(msg("zigbee2mqtt/office/aqara", Z2M_PRESS), SINGLE_BUTTON, MAX_FUTURE)
+    [event, status] = parse_zigbee2mqtt(msg("zigbee2mqtt/office/aqara", Z2M_PRESS), SINGLE_BUTTON, MAX_FUTURE)
     assert event == RatingEvent(
         f"zigbee2mqtt:aqara-1:single:{receive_bucket(NOW)}", "MSK-1", "W2", "aqara-1", "good", NOW
     )
+    assert status == StatusEvent("MSK-1", "aqara-1", None, 100, NOW)  # the cached battery rides along
 
 
 def test_z2m_tuya_three_buttons_map_to_three_values() -> None:
@@ -318,16 +320,17 @@ def test_z2m_tuya_three_buttons_map_to_three_values() -> None:
 
 
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "battery"),
     [
-        b'{"battery":100,"linkquality":98,"voltage":3000}',  # battery/link update
-        Z2M_RESET,  # Home Assistant reset after a press
-        b'{"action":null}',
-        b'{"action":null,"battery":97}',
+        (b'{"battery":100,"linkquality":98,"voltage":3000}', 100),  # battery/link update
+        (Z2M_RESET, None),  # Home Assistant reset after a press
+        (b'{"action":null}', None),
+        (b'{"action":null,"battery":97}', 97),
     ],
 )
-def test_z2m_non_presses_are_ignored(payload: bytes) -> None:
-    assert parse_zigbee2mqtt(msg("zigbee2mqtt/desk2", payload), DESK2, MAX_FUTURE) == []
+def test_z2m_non_presses_are_only_sightings(payload: bytes, battery: int | None) -> None:
+    events = parse_zigbee2mqtt(msg("zigbee2mqtt/desk2", payload), DESK2, MAX_FUTURE)
+    assert events == [StatusEvent("MSK-1", "desk2-remote", None, battery, NOW)]
 
 
 def test_z2m_retained_press_is_stale() -> None:
@@ -384,7 +387,7 @@ def test_z2m_availability_json_and_legacy(payload: bytes, online: bool) -> None:
 
 def test_z2m_topic_defaults_to_device_id() -> None:
     device = DeviceConfig("0x00158d0001", "zigbee2mqtt", "MSK-1", "W2", actions={"single": "bad"})
-    [event] = parse_zigbee2mqtt(msg("zigbee2mqtt/0x00158d0001", Z2M_PRESS), device, MAX_FUTURE)
+    [event, _status] = parse_zigbee2mqtt(msg("zigbee2mqtt/0x00158d0001", Z2M_PRESS), device, MAX_FUTURE)
     assert isinstance(event, RatingEvent) and event.value == "bad"
 
 
@@ -612,3 +615,175 @@ def test_shelly_gen1_battery_and_online() -> None:
     [online] = parse_shelly(msg("shellies/shellyix3-98CDAC1F/online", b"false", retained=True), DESK5, MAX_FUTURE)
     assert battery == StatusEvent("MSK-1", "desk5-i3", None, 87, NOW)
     assert online == StatusEvent("MSK-1", "desk5-i3", False, None, NOW)
+
+
+# --------------------------------------------------------------------------- exit kiosk
+
+from devices.adapters import parse_kiosk  # noqa: E402
+from devices.contract import ComplaintEvent, NpsEvent  # noqa: E402
+from devices.routing import TopicRouter  # noqa: E402
+
+KIOSK = DeviceConfig("kiosk-msk-1", "kiosk", "MSK-1", "EXIT")
+KIOSK_TOPIC = f"{ROOT}/MSK-1/kiosk/kiosk-msk-1/feedback"
+# what a kiosk publishes, byte for byte
+KIOSK_RATING = (
+    b'{"id":"k-101","ts":"2025-03-10T12:00:00+03:00","kind":"rating","value":"bad",'
+    b'"reasons":["wait","rude"],"text":"\xd0\x96\xd0\xb4\xd0\xb0\xd0\xbb\xd0\xb8 20 \xd0\xbc\xd0\xb8\xd0\xbd\xd1\x83\xd1\x82","staff":"ivanova"}'
+)
+KIOSK_NPS = b'{"id":"k-102","ts":1741597200000,"kind":"nps","value":9,"text":"fast"}'
+KIOSK_COMPLAINT = (
+    b'{"id":"k-103","ts":"2025-03-10T09:00:00Z","kind":"complaint","value":"bad","text":"Lost my order",'
+    b'"name":"Ivan","contact":"+79990001122","consent":true}'
+)
+
+
+def kiosk(**fields: object) -> bytes:
+    import json
+
+    body: dict[str, object] = {"id": "k-1", "ts": "2025-03-10T09:00:00Z", "kind": "rating", "value": "good"}
+    body.update(fields)
+    return json.dumps({k: v for k, v in body.items() if v is not ...}).encode()
+
+
+def test_kiosk_rating_carries_channel_reasons_text_and_staff() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, KIOSK_RATING), KIOSK)
+    assert event == RatingEvent(
+        "kiosk:MSK-1:kiosk-msk-1:k-101", "MSK-1", "EXIT", "kiosk-msk-1", "bad", NOW,
+        channel="kiosk", staff="ivanova", reasons=("wait", "rude"), text="Ждали 20 минут",
+    )
+
+
+def test_kiosk_nps_is_an_int_score_with_its_reason() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, KIOSK_NPS), KIOSK)
+    assert event == NpsEvent("kiosk:MSK-1:kiosk-msk-1:k-102", "MSK-1", "EXIT", "kiosk-msk-1", 9, NOW, reason="fast")
+
+
+def test_kiosk_complaint_with_consent_keeps_name_and_contact() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, KIOSK_COMPLAINT), KIOSK)
+    assert isinstance(event, ComplaintEvent)
+    assert (event.text, event.consent, event.name, event.contact, event.value) == (
+        "Lost my order", True, "Ivan", "+79990001122", "bad"
+    )
+    assert "+7999" not in repr(event)  # contacts stay out of logs
+
+
+def test_kiosk_complaint_without_consent_drops_name_and_contact() -> None:
+    payload = KIOSK_COMPLAINT.replace(b'"consent":true', b'"consent":false')
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, payload), KIOSK)
+    assert isinstance(event, ComplaintEvent)
+    assert (event.text, event.consent, event.name, event.contact) == ("Lost my order", False, None, None)
+    no_flag = kiosk(kind="complaint", value=None, text="Rude guard", name="Ivan", contact="ivan@example.com")
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, no_flag), KIOSK)
+    assert (event.consent, event.name, event.contact) == (False, None, None)
+
+
+def test_kiosk_payload_point_names_another_point_of_the_office() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, kiosk(point="W2")), KIOSK)
+    assert (event.site, event.point) == ("MSK-1", "W2")
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, kiosk(point="MSK-1/W3")), KIOSK)
+    assert event.point == "W3"
+    assert reason_of(parse_kiosk, msg(KIOSK_TOPIC, kiosk(point="EKB-1/W1")), KIOSK) == "unknown_point"
+
+
+def test_kiosk_unknown_reason_is_passed_on_for_the_service_to_judge() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, kiosk(value="bad", reasons=["wait", "no-such", "wait"])), KIOSK)
+    assert event.reasons == ("wait", "no-such")
+
+
+def test_kiosk_blank_text_is_no_text() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, kiosk(text="   ")), KIOSK)
+    assert event.text is None
+
+
+def test_kiosk_retained_feedback_is_stale() -> None:
+    assert parse_kiosk(msg(KIOSK_TOPIC, KIOSK_RATING, retained=True), KIOSK) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        (kiosk(kind="nps", value=11), "bad_value", "NPS 'value' must be 0..10, got 11"),
+        (kiosk(kind="nps", value=-1), "bad_value", "NPS 'value' must be 0..10"),
+        (kiosk(kind="nps", value=2.5), "bad_field", "NPS 'value' must be an integer 0..10, got float 2.5"),
+        (kiosk(kind="nps", value="9"), "bad_field", "NPS 'value' must be an integer 0..10, got str '9'"),
+        (kiosk(kind="nps", value=True), "bad_field", "NPS 'value' must be an integer"),
+        (kiosk(kind="nps", value=...), "bad_field", "'value' is required"),
+        (
+            kiosk(kind="complaint", value=None, text="x", name="Ivan", consent=True),
+            "complaint_no_contact", "consented to be contacted but left no contact",
+        ),
+        (
+            kiosk(kind="complaint", value=None, text="x", contact="  ", consent=True),
+            "complaint_no_contact", "left no contact",
+        ),
+        (kiosk(kind="complaint", value=None, text="x", contact=79990001122, consent=True), "bad_field", "'contact' must be a string"),
+        (kiosk(kind="complaint", value=None, contact="+7999", consent=True), "bad_field", "'text' is required for a complaint"),
+        (kiosk(kind="complaint", value=None, text="x", consent="yes"), "bad_field", "'consent' must be true or false"),
+        (kiosk(reasons=[f"r{i}" for i in range(11)]), "bad_value", "11 reasons, at most 10"),
+        (kiosk(reasons="wait"), "bad_field", "'reasons' must be a list"),
+        (kiosk(reasons=["wait", 7]), "bad_field", "each reason must be a code"),
+        (kiosk(kind="nps", value=3, reasons=["wait"]), "bad_field", "'reasons' go with kind rating only"),
+        (kiosk(text="x" * 2001), "bad_value", "'text' is 2001 characters, the limit is 2000"),
+        (kiosk(kind="survey"), "bad_value", "'kind' must be one of complaint|nps|rating"),
+        (kiosk(value="excellent"), "bad_value", "'value' must be one of"),
+        (kiosk(id=...), "bad_field", "'id' is required"),
+        (kiosk(ts=...), "bad_field", "'ts' is required"),
+        (kiosk(ts="2025-03-10T09:00:00"), "bad_ts", "no UTC offset"),
+        (b"[1,2]", "bad_field", "must be a JSON object"),
+        (b"good", "not_json", "not JSON"),
+    ],
+)
+def test_kiosk_bad_payloads_are_rejected_with_a_reason(payload: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_kiosk(msg(KIOSK_TOPIC, payload), KIOSK)
+    assert caught.value.reason == reason
+    assert detail in caught.value.detail, caught.value.detail
+
+
+def test_kiosk_text_of_exactly_2000_characters_is_kept() -> None:
+    [event] = parse_kiosk(msg(KIOSK_TOPIC, kiosk(text="я" * 2000)), KIOSK)
+    assert event.text == "я" * 2000
+
+
+def test_router_subscribes_kiosk_feedback_and_routes_it_to_the_kiosk() -> None:
+    router = TopicRouter(ROOT, [*ORG_DEVICES, KIOSK], ORG_POINTS | {("MSK-1", "EXIT")})
+    assert f"{ROOT}/+/kiosk/+/feedback" in router.subscriptions()
+    [event] = router.parse(msg(KIOSK_TOPIC, KIOSK_RATING))
+    assert (event.device_id, event.point, event.channel) == ("kiosk-msk-1", "EXIT", "kiosk")
+
+
+def test_router_rejects_unknown_kiosks_and_unknown_points() -> None:
+    router = TopicRouter(ROOT, [KIOSK], ORG_POINTS | {("MSK-1", "EXIT")})
+    other = msg(f"{ROOT}/MSK-1/kiosk/kiosk-9/feedback", KIOSK_RATING)
+    assert reason_of(router.parse, other) == "unknown_device"
+    assert reason_of(router.parse, msg(KIOSK_TOPIC, kiosk(point="W9"))) == "unknown_point"
+    assert reason_of(router.parse, msg(KIOSK_TOPIC, kiosk(pad="x" * MAX_PAYLOAD))) == "too_large"
+
+
+def test_router_without_kiosks_has_no_kiosk_subscription_and_audio_still_routes() -> None:
+    router = TopicRouter(ROOT, ORG_DEVICES, ORG_POINTS)
+    assert not any("kiosk" in f for f in router.subscriptions())
+    [audio] = router.parse(msg(f"{ROOT}/MSK-1/W1/audio/1741597200000", b"OggS..."))
+    assert audio.point == "W1"
+
+
+def test_simulated_kiosk_traffic_parses_back_into_what_the_plan_intended() -> None:
+    from devices.simulator import KioskPlan
+
+    plan = KioskPlan([KIOSK, BTN17], rate=10, duration=60, bad_share=0.05, seed=7)
+    router = TopicRouter(ROOT, [KIOSK], {("MSK-1", "EXIT")})
+    kinds: dict[str, int] = {}
+    for item in plan.schedule(NOW):
+        kinds[item.expect.kind] = kinds.get(item.expect.kind, 0) + 1
+        if item.expect.kind == "bad":
+            assert reason_of(router.parse, msg(item.topic, item.payload)) == item.expect.value
+            continue
+        [event] = router.parse(msg(item.topic, item.payload))
+        if item.expect.kind == "rating":
+            assert isinstance(event, RatingEvent) and event.value == item.expect.value
+            assert event.reasons or event.value == "good"
+        elif item.expect.kind == "nps":
+            assert isinstance(event, NpsEvent) and str(event.score) == item.expect.value
+        else:
+            assert isinstance(event, ComplaintEvent) and (event.contact is not None) == event.consent
+    assert set(kinds) == {"rating", "nps", "complaint", "bad"} and sum(kinds.values()) == 600

@@ -255,6 +255,25 @@ def test_pareto_chart_plots_the_cumulative_line() -> None:
     assert [t for t in texts_in(fig) if t.endswith("%") and t[0].isdigit()] == ["75 %", "100 %"]
 
 
+def test_pareto_keeps_a_reason_outside_control_only_if_every_merged_one_is() -> None:
+    bars = pareto([ReasonCount("Цены", 2, outside=True), ReasonCount("Цены ", 1, outside=True),
+                   ReasonCount("Очередь", 2, outside=True), ReasonCount("Очередь", 1), ReasonCount("Грубость", 1)])
+    assert [(b.label, b.count, b.outside) for b in bars] == [
+        ("Очередь", 3, False), ("Цены", 3, True), ("Грубость", 1, False)]
+
+
+def test_reasons_outside_control_are_hatched_with_a_note() -> None:
+    fig = reasons_pareto_figure([ReasonCount("Цены", 5, outside=True), ReasonCount("Грубость", 3),
+                                 ReasonCount("Нет в наличии", 2, outside=True)], "t")
+    ax = fig.axes[0]
+    hatched = next(c for c in ax.collections if c.get_gid() == "outside")
+    own = next(c for c in ax.collections if c.get_gid() == "reasons")
+    assert (len(hatched.get_paths()), hatched.get_hatch(), len(own.get_paths()), own.get_hatch()) == (2, "//", 1, None)
+    assert LABELS_RU.outside_control in said(fig)
+    plain = reasons_pareto_figure([ReasonCount("Грубость", 3)], "t")
+    assert LABELS_RU.outside_control not in said(plain)
+
+
 # --- empty states ---------------------------------------------------------------------------
 
 

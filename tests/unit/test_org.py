@@ -118,8 +118,8 @@ def test_every_problem_is_on_its_own_line(org_text: str) -> None:
         parse_org_yaml(text, source="org.yaml")
     assert str(exc.value).splitlines() == [
         "org.yaml: 2 problems",
-        "devices[2].point: unknown point MSK-1/W8; did you mean MSK-1/W4? (line 53)",
-        "devices[3].point: unknown point MSK-1/W9; did you mean MSK-1/W4? (line 58)",
+        "devices[2].point: unknown point MSK-1/W8; did you mean MSK-1/W4? (line 58)",
+        "devices[3].point: unknown point MSK-1/W9; did you mean MSK-1/W4? (line 63)",
     ]
 
 
@@ -149,10 +149,10 @@ async def test_first_import_adds_everything(db: None, org: OrgFile) -> None:
     report = await import_org(org)
     assert report.lines()[:5] == [
         "offices: 2 added, 0 changed, 0 unchanged",
-        "points: 6 added, 0 changed, 0 unchanged",
+        "points: 7 added, 0 changed, 0 unchanged",
         "staff: 6 added, 0 changed, 0 unchanged",
         "roster: 2 added, 0 changed, 0 unchanged",
-        "devices: 6 added, 0 changed, 0 unchanged",
+        "devices: 7 added, 0 changed, 0 unchanged",
     ]
     device = await Device.get(id="desk4-shelly").prefetch_related("point__office")
     assert (device.point.office.code, device.point.code) == ("MSK-1", "W4")
@@ -169,10 +169,11 @@ async def test_reimport_reports_everything_unchanged_and_writes_nothing(db: None
     assert not report.wrote_anything
     assert report.lines() == [
         "offices: 0 added, 0 changed, 2 unchanged",
-        "points: 0 added, 0 changed, 6 unchanged",
+        "points: 0 added, 0 changed, 7 unchanged",
         "staff: 0 added, 0 changed, 6 unchanged",
         "roster: 0 added, 0 changed, 2 unchanged",
-        "devices: 0 added, 0 changed, 6 unchanged",
+        "devices: 0 added, 0 changed, 7 unchanged",
+        "reasons: 0 added, 0 changed, 5 unchanged",
     ]
 
 
@@ -242,7 +243,7 @@ async def test_rows_not_in_file_are_kept_and_counted(db: None, org: OrgFile, org
     assert await Device.filter(id="ekb-btn-1").exists()
     assert await Staff.filter(code="admin").exists()
     assert report.devices.not_in_file == 1
-    assert "devices: 0 added, 0 changed, 5 unchanged, 1 not in file (kept)" in report.lines()
+    assert "devices: 0 added, 0 changed, 6 unchanged, 1 not in file (kept)" in report.lines()
 
 
 @pytest.mark.asyncio
@@ -284,3 +285,120 @@ async def test_taking_a_telegram_id_from_staff_outside_the_file_rolls_back(
 async def test_points_are_keyed_by_office(db: None, org: OrgFile) -> None:
     await import_org(org)
     assert await Point.filter(code="W1").count() == 2
+
+
+# --------------------------------------------------------------------------- reasons, kiosks, complaints
+
+
+REASONS_V1 = "  version: 1 "
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("{code: price, label: Цены,", "{code: rude, label: Цены,", "reasons.items[3].code: duplicate rude"),
+        ("reasons: [wait, rude, incompetent]", "reasons: [wait, rud]", "offices[1].reasons[1]: unknown reason rud; did you mean rude?"),
+        ("employee: false}   #", "employee: maybe}   #", "reasons.items[0].employee: Input should be a valid boolean"),
+        ("  version: 1 ", "  version: 0 ", "reasons.version: Input should be greater than or equal to 1"),
+        ("{code: stock, label:", "{code: 'out of stock', label:", "reasons.items[4].code: bad reason code 'out of stock'"),
+        (
+            "{id: kiosk-msk-1, kind: kiosk, point: MSK-1/EXIT}",
+            "{id: kiosk-msk-1, kind: kiosk, point: MSK-1/EXIT, topic: kiosk1}",
+            "devices[6].topic: kiosk devices publish under the loyalty topic root",
+        ),
+        ("complaint_due_days: 2 ", "complaint_due_days: 0 ", "offices[0].complaint_due_days: Input should be greater than 0"),
+    ],
+)
+def test_reason_and_kiosk_mistakes_name_yaml_path_and_line(org_text: str, old: str, new: str, expected: str) -> None:
+    assert old in org_text, old
+    problems = problems_of(org_text.replace(old, new, 1))
+    assert any(p.startswith(expected) for p in problems), problems
+    assert all("(line " in p for p in problems), problems
+
+
+@pytest.mark.asyncio
+async def test_reasons_office_complaint_fields_and_kiosk_are_imported(db: None, org: OrgFile) -> None:
+    from bot.models import Reason
+
+    report = await import_org(org)
+    assert report.reasons.added == ["wait", "rude", "incompetent", "price", "stock"]
+    rows = {r.code: r for r in await Reason.all()}
+    assert (rows["wait"].label, rows["wait"].label_en, rows["wait"].staff_related) == ("Долгое ожидание", "Long wait", False)
+    assert rows["rude"].staff_related is True and rows["rude"].list_version == 1 and rows["rude"].active
+    msk, ekb = await Office.get(code="MSK-1"), await Office.get(code="EKB-1")
+    assert (msk.complaint_chat_id, msk.complaint_due_days, msk.review_title) == (-1001000000003, 2, "Яндекс Карты")
+    assert (msk.reason_codes, ekb.reason_codes) == (None, ["wait", "rude", "incompetent"])
+    kiosk = await Device.get(id="kiosk-msk-1").prefetch_related("point")
+    assert (kiosk.kind, kiosk.point.code, kiosk.topic) == ("kiosk", "EXIT", None)
+
+
+@pytest.mark.asyncio
+async def test_changed_reason_with_a_version_bump_is_updated_and_tagged(db: None, org: OrgFile, org_text: str) -> None:
+    from bot.models import Reason
+
+    await import_org(org)
+    text = org_text.replace(REASONS_V1, "  version: 2 ").replace("label: Цены, label_en: Prices, employee: false", "label: Высокие цены, label_en: Prices, employee: false")
+    report = await import_org(parse_org_yaml(text))
+    assert [(c.key, c.fields) for c in report.reasons.changed] == [("price", ["label"])]
+    price, wait = await Reason.get(code="price"), await Reason.get(code="wait")
+    assert (price.label, price.list_version) == ("Высокие цены", 2)
+    assert wait.list_version == 1  # untouched rows keep the version that last changed them
+
+
+@pytest.mark.asyncio
+async def test_reason_left_out_is_retired_not_deleted(db: None, org: OrgFile, org_text: str) -> None:
+    from bot.models import Reason
+
+    await import_org(org)
+    text = org_text.replace(REASONS_V1, "  version: 2 ").replace(
+        "    - {code: stock, label: Нет нужного товара, label_en: Item out of stock, employee: false}\n", ""
+    )
+    report = await import_org(parse_org_yaml(text))
+    stock = await Reason.get(code="stock")
+    assert (stock.active, stock.list_version) == (False, 2)
+    assert [(c.key, c.fields) for c in report.reasons.changed] == [("stock", ["retired"])]
+    assert await Reason.filter(active=True).count() == 4
+    # listed again later: back in service
+    await import_org(parse_org_yaml(org_text.replace(REASONS_V1, "  version: 3 ")))
+    assert (await Reason.get(code="stock")).active is True
+
+
+@pytest.mark.asyncio
+async def test_reason_version_going_back_is_an_error_with_its_line(db: None, org: OrgFile, org_text: str) -> None:
+    from bot.models import Reason
+
+    await import_org(parse_org_yaml(org_text.replace(REASONS_V1, "  version: 3 ").replace("label: Цены,", "label: Цена,")))
+    with pytest.raises(OrgFileError) as exc:
+        await import_org(org)  # version 1 < 3
+    line = org_text.splitlines().index("  version: 1                       # raise it whenever the list changes; codes no longer listed are retired") + 1
+    assert exc.value.problems == [
+        "reasons.version: 1 is lower than version 3 already imported; versions only go up: "
+        f"start from the current list and raise it to 4 (line {line})"
+    ]
+    assert (await Reason.get(code="price")).label == "Цена"
+
+
+@pytest.mark.asyncio
+async def test_changed_reason_list_under_the_same_version_is_refused_and_rolled_back(
+    db: None, org: OrgFile, org_text: str
+) -> None:
+    from bot.models import Reason
+
+    await import_org(org)
+    edited = parse_org_yaml(org_text.replace("name: Москва, Тверская 1", "name: Москва, Тверская 3").replace("label: Цены,", "label: Цена,"))
+    with pytest.raises(OrgFileError, match=r"reasons\.version: the list changed \(price\) but its version is still 1; raise reasons\.version to 2 \(line \d+\)"):
+        await import_org(edited)
+    assert (await Reason.get(code="price")).label == "Цены"
+    assert (await Office.get(code="MSK-1")).name == "Москва, Тверская 1"
+
+
+@pytest.mark.asyncio
+async def test_file_without_reasons_leaves_the_list_alone(db: None, org: OrgFile, org_text: str) -> None:
+    from bot.models import Reason
+
+    await import_org(org)
+    cut = org_text[: org_text.index("reasons:                           #")]
+    cut = cut.replace("    reasons: [wait, rude, incompetent]   # the subset its kiosks offer (absent: all)\n", "")
+    report = await import_org(parse_org_yaml(cut))
+    assert await Reason.filter(active=True).count() == 5
+    assert "reasons: 0 added, 0 changed, 0 unchanged" in report.lines()

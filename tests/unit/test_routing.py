@@ -78,8 +78,13 @@ def test_subscriptions_are_native_wildcards_plus_exact_device_topics() -> None:
         "desk3/stat/RESULT",
         "tele/desk3/LWT",
         "desk3/tele/LWT",
+        "tele/desk3/SENSOR",
+        "tele/desk3/STATE",
+        "desk3/tele/SENSOR",
+        "desk3/tele/STATE",
         "shellyplusi4-a8032ab1/events/rpc",
         "shellyplusi4-a8032ab1/online",
+        "shellyplusi4-a8032ab1/status/devicepower:0",
         "shellies/shellyix3-98CDAC1F/input_event/+",
         "shellies/shellyix3-98CDAC1F/online",
         "shellies/shellyix3-98CDAC1F/sensor/battery",
@@ -159,8 +164,8 @@ def test_device_bound_to_missing_point_dead_letters_presses_but_reports_health(r
 
 
 def test_z2m_friendly_names_with_slashes(router: TopicRouter) -> None:
-    [child] = router.parse(msg("zigbee2mqtt/floor 2/desk2", Z2M_PRESS))
-    [parent] = router.parse(msg("zigbee2mqtt/floor 2", Z2M_PRESS))
+    [child, _] = router.parse(msg("zigbee2mqtt/floor 2/desk2", Z2M_PRESS))  # a rating and the battery
+    [parent, _] = router.parse(msg("zigbee2mqtt/floor 2", Z2M_PRESS))
     [availability] = router.parse(msg("zigbee2mqtt/floor 2/desk2/availability", b'{"state":"online"}'))
     assert isinstance(child, RatingEvent) and isinstance(parent, RatingEvent)
     assert isinstance(availability, StatusEvent)

@@ -95,14 +95,14 @@ def test_native_builders_match_the_contract() -> None:
 
 def test_z2m_state_update_is_not_a_press(router: TopicRouter) -> None:
     assert b"action" not in z2m_state(battery=97)
-    assert parse(router, "zigbee2mqtt/desk2", z2m_state(battery=97)) == []
+    assert parse(router, "zigbee2mqtt/desk2", z2m_state(battery=97)) == [StatusEvent("MSK-1", "desk2-remote", None, 97, NOW)]
 
 
 @pytest.mark.parametrize("device", ORG_DEVICES, ids=lambda d: d.id)
 @pytest.mark.parametrize("value", ["good", "neutral", "bad"])
 def test_device_press_parses_back_to_its_value(router: TopicRouter, device: DeviceConfig, value: str) -> None:
     topic, payload, _qos, retain = device_press(device, value, NOW, root=ROOT, event_id="x-1", event_cnt=9)
-    [event] = parse(router, topic, payload, retained=retain)
+    [event] = [e for e in parse(router, topic, payload, retained=retain) if not is_sighting(e)]
     assert isinstance(event, RatingEvent)
     assert (event.device_id, event.point, event.value) == (device.id, device.point, value)
 
@@ -135,6 +135,11 @@ def test_bad_payloads_are_dead_lettered_with_their_reason(router: TopicRouter) -
 # --------------------------------------------------------------------------- traffic plan
 
 
+def is_sighting(event: object) -> bool:
+    """The status a zigbee2mqtt state message carries besides its press (device health)."""
+    return isinstance(event, StatusEvent) and event.online is None
+
+
 def replay(router: TopicRouter, planned: list[Planned], start: datetime) -> list[RatingEvent | PresenceEvent]:
     """Deliver each planned message as a live subscriber would, and check it against its intent."""
     stored: list[RatingEvent | PresenceEvent] = []
@@ -147,7 +152,7 @@ def replay(router: TopicRouter, planned: list[Planned], start: datetime) -> list
                 router.parse(message)
             assert caught.value.reason == expect.value, item
             continue
-        events = router.parse(message)
+        events = [e for e in router.parse(message) if not is_sighting(e)]
         if expect.kind == "ignored":
             assert events == [], item
             continue
