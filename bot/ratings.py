@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
@@ -261,6 +261,14 @@ class RatingService:
                 state.online, state.came_back, state.offline_at = True, True, None
             elif event.online is False and state.online is not False:
                 state.online, state.offline_at = False, event.ts
+        if not folded:
+            return 0
+        # Devices that only pressed (the common case: a batch of ratings) move last_seen forward
+        # in one executemany; the guard in SQL keeps it from going back and skips unknown ids.
+        sightings = [(state.seen, device_id) for device_id, state in folded.items() if device_id not in reported and state.seen]
+        if sightings:
+            await _advance_last_seen(sightings)
+        folded = {device_id: state for device_id, state in folded.items() if device_id in reported}
         if not folded:
             return 0
         current = {
@@ -538,3 +546,19 @@ class RatingService:
                     next_attempt_at=now, created_at=now,
                 )
                 result.outbox_rows += 1
+
+
+async def _advance_last_seen(sightings: list[tuple[datetime, str]]) -> None:
+    """``Device.last_seen = max(last_seen, seen)`` for many devices in one round trip."""
+    client = Device._meta.db
+    if client.capabilities.dialect == "postgres":
+        sql = "UPDATE device SET last_seen = $1 WHERE id = $2 AND (last_seen IS NULL OR last_seen < $1)"
+        values = [[seen, device_id] for seen, device_id in sightings]
+    else:  # Tortoise stores SQLite datetimes as ISO text, which compares in time order
+        sql = "UPDATE device SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)"
+        values = [[_sqlite_ts(seen), device_id, _sqlite_ts(seen)] for seen, device_id in sightings]
+    await client.execute_many(sql, values)
+
+
+def _sqlite_ts(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(" ")
