@@ -198,6 +198,9 @@ class Rating(Model):
     local_hour = fields.SmallIntField(null=True)
     channel = fields.CharEnumField(Channel, max_length=8, default=Channel.BUTTON, db_default="button")
     customer_text = fields.TextField(null=True)  # what the customer wrote at the kiosk or on the QR page
+    customer_voice_path = fields.CharField(max_length=500, null=True)  # a kiosk voice comment, in the audio store
+    customer_transcript = fields.TextField(null=True)
+    customer_speech_status = fields.CharEnumField(SpeechStatus, max_length=16, null=True, db_index=True)
 
     class Meta:
         table = "rating"
