@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from datetime import datetime, timedelta
 
 from bot.directory import Directory, OfficeInfo, PointInfo
@@ -29,6 +30,8 @@ from bot.complaints import complaint_deadlines
 from devices.contract import ComplaintEvent, NpsEvent
 
 __all__ = ["FeedbackCounts", "FeedbackService"]
+
+E = TypeVar("E", NpsEvent, ComplaintEvent)
 
 
 @dataclass(slots=True)
@@ -59,6 +62,19 @@ class FeedbackService:
             await self._store_complaints(complaints, directory, now, counts)
         return counts
 
+    async def _fresh(
+        self, model: type[NpsAnswer] | type[Complaint], events: Mapping[str, E], directory: Directory, now: datetime,
+        counts: FeedbackCounts,
+    ) -> list[tuple[str, E, PointInfo]]:
+        """The events not stored yet (a redelivery stores nothing twice) whose point still exists."""
+        existing = set(await model.filter(event_uid__in=list(events)).values_list("event_uid", flat=True))
+        counts.duplicates += len(existing)
+        fresh = []
+        for uid, event in events.items():
+            if uid not in existing and (point := await self._point(event, directory, now, counts)) is not None:
+                fresh.append((uid, event, point))
+        return fresh
+
     async def _point(
         self, event: NpsEvent | ComplaintEvent, directory: Directory, now: datetime, counts: FeedbackCounts
     ) -> PointInfo | None:
@@ -75,15 +91,8 @@ class FeedbackService:
     async def _store_nps(
         self, events: Mapping[str, NpsEvent], directory: Directory, now: datetime, counts: FeedbackCounts
     ) -> None:
-        existing = set(await NpsAnswer.filter(event_uid__in=list(events)).values_list("event_uid", flat=True))
-        counts.duplicates += len(existing)
         rows = []
-        for uid, event in events.items():
-            if uid in existing:
-                continue
-            point = await self._point(event, directory, now, counts)
-            if point is None:
-                continue
+        for uid, event, point in await self._fresh(NpsAnswer, events, directory, now, counts):
             rows.append(
                 NpsAnswer(
                     event_uid=uid, office_id=point.office.id, point_id=point.id,
@@ -100,15 +109,8 @@ class FeedbackService:
     async def _store_complaints(
         self, events: Mapping[str, ComplaintEvent], directory: Directory, now: datetime, counts: FeedbackCounts
     ) -> None:
-        existing = set(await Complaint.filter(event_uid__in=list(events)).values_list("event_uid", flat=True))
-        counts.duplicates += len(existing)
         rows = []
-        for uid, event in events.items():
-            if uid in existing:
-                continue
-            point = await self._point(event, directory, now, counts)
-            if point is None:
-                continue
+        for uid, event, point in await self._fresh(Complaint, events, directory, now, counts):
             office = point.office
             keep_contact = event.consent and event.contact is not None
             remind_at, due_at = complaint_deadlines(office.hours, max(event.ts, now), office.complaint_due_days)
