@@ -33,7 +33,7 @@ from tortoise.transactions import in_transaction
 from bot.clock import Clock, wait_first
 from bot.complaints import deliver_complaint
 from bot.directory import Directory
-from bot.models import Channel, NegativeCase, OutboxKind, OutboxMessage, OutboxStatus, RatingReason
+from bot.models import Channel, NegativeCase, OutboxKind, OutboxMessage, OutboxStatus, RatingReason, SpeechStatus
 from bot.settings import Settings
 from bot.texts import CaseView, Texts
 
@@ -82,6 +82,9 @@ async def load_case_views(case_ids: Sequence[int], directory: Directory) -> list
                 overdue=case.overdue,
                 channel=str(case.rating.channel),
                 customer_text=case.rating.customer_text,
+                customer_voice=case.rating.customer_speech_status is not None,
+                customer_transcript=case.rating.customer_transcript,
+                customer_voice_failed=case.rating.customer_speech_status == SpeechStatus.FAILED,
                 reasons=tuple(
                     directory.reasons[code].text(office_info.language if office_info else "ru") if code in directory.reasons else code
                     for code in reasons.get(case.rating.id, ())

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
-from bot.audio import AudioService
+from bot.audio import AudioOutcome, AudioService
 from bot.clock import Clock
 from bot.directory import Directory, PointInfo
 from bot.feedback import FeedbackService
@@ -141,6 +141,7 @@ class RatingService:
         nps: dict[str, NpsEvent] = {}
         complaints: dict[str, ComplaintEvent] = {}
         dead: list[DeadLetter] = []
+        spoken: list[tuple[InboundMessage, RatingEvent]] = []  # ratings with the customer's voice
         for item in batch:
             if item.error is not None:
                 dead.append(
@@ -155,6 +156,8 @@ class RatingService:
                 continue
             for event in item.events:
                 if isinstance(event, RatingEvent):
+                    if event.voice is not None and event.event_uid not in ratings:
+                        spoken.append((item.message, event))
                     ratings.setdefault(event.event_uid, event)
                 elif isinstance(event, PresenceEvent):
                     presences.setdefault(event.event_uid, event)
@@ -176,6 +179,7 @@ class RatingService:
                 )
             elif outcome.stored:
                 result.audio += 1
+        voices = await self._save_voices(spoken, dead)
 
         async with in_transaction():
             if dead:
@@ -186,7 +190,7 @@ class RatingService:
             if statuses or ratings:  # a press is a sighting too: Device.last_seen
                 result.statuses = await self._store_statuses(statuses, ratings.values())
             if ratings:
-                await self._store_ratings(ratings, directory, now, result)
+                await self._store_ratings(ratings, directory, now, result, voices)
             if nps or complaints:
                 counts = await self._feedback.store(nps, complaints, directory, now)
                 result.nps, result.complaints = counts.nps, counts.complaints
@@ -292,8 +296,32 @@ class RatingService:
                 await Device.filter(id=device_id).update(**changes)
         return sum(1 for device_id in reported if device_id in current)
 
+    async def _save_voices(self, spoken: list[tuple[InboundMessage, RatingEvent]], dead: list[DeadLetter]) -> dict[str, str]:
+        """Kiosk customers' voice comments into the audio store, before any row refers to them
+        (a crash leaves a file nobody points to, never a row pointing at nothing). Audio that
+        does not decode is dropped with a dead letter; its rating is kept."""
+        voices: dict[str, str] = {}
+        for message, event in spoken:
+            assert event.voice is not None
+            if self._audio is None:
+                outcome = AudioOutcome(False, "bad_audio", "voice comment: audio is not enabled")
+            else:
+                outcome = await self._audio.save_voice(event.site, event.point, event.ts, event.voice)
+            if outcome.path is not None:
+                voices[event.event_uid] = outcome.path
+                continue
+            dead.append(
+                DeadLetter(
+                    topic=message.topic[:500], payload=event.voice[:65536], reason=outcome.reason or "bad_audio",
+                    detail=f"{event.event_uid}: {outcome.detail or ''}; the rating was kept without it"[:2000],
+                    received_at=message.received_at,
+                )
+            )
+        return voices
+
     async def _store_ratings(
-        self, events: dict[str, RatingEvent], directory: Directory, now: datetime, result: BatchResult
+        self, events: dict[str, RatingEvent], directory: Directory, now: datetime, result: BatchResult,
+        voices: dict[str, str] | None = None,
     ) -> None:
         existing = set(await Rating.filter(event_uid__in=list(events)).values_list("event_uid", flat=True))
         result.duplicates = len(existing)
@@ -335,6 +363,8 @@ class RatingService:
                 local_hour=local.hour,
                 channel=Channel(r.event.channel),
                 customer_text=r.event.text,
+                customer_voice_path=(voices or {}).get(r.event.event_uid),
+                customer_speech_status=SpeechStatus.PENDING if r.event.event_uid in (voices or {}) else None,
             ))
         await Rating.bulk_create(rows, batch_size=500)
         await add_tallies(rows)

@@ -7,6 +7,8 @@ Every pass applies three rules, in this order:
    cut + ``AUDIO_KEEP_DAYS`` for the segments a negative's snippet was cut from.
 2. A conversation (phone call) whose ``keep_until`` has passed loses its audio file; the row
    and its transcript stay, because reports and the quality service still refer to them.
+   A kiosk customer's voice comment (``Rating.customer_voice_path``, under ``customer/``)
+   goes the same way ``AUDIO_KEEP_DAYS`` after the rating; its transcript stays.
 3. If the store holds more than ``AUDIO_DISK_CAP_MB`` by the index (segments, plus the call
    recordings that ``bot.uploads`` writes into the same store), the oldest segments (by
    ``started_at``) are evicted: first the ones no negative refers to, then, only if that is not
@@ -42,7 +44,7 @@ from tortoise.expressions import Q
 from tortoise.functions import Sum
 
 from bot.clock import Clock, wait_first
-from bot.models import AudioSegment, Conversation, NegativeCase
+from bot.models import AudioSegment, Conversation, NegativeCase, Rating
 from bot.settings import Settings
 from speech.store import SegmentStore
 
@@ -65,6 +67,7 @@ class RetentionReport:
     evicted_referenced: int = 0   # of those, segments a negative refers to
     conversations: int = 0        # conversations whose audio file was removed
     snippets: int = 0             # negatives whose snippet and voice comment files were removed
+    customer_voices: int = 0      # kiosk ratings whose customer's voice comment file was removed
     bytes_freed: int = 0          # bytes of the files actually removed from disk
     missing_files: int = 0        # files that were already gone
     usage_bytes: int = 0
@@ -72,7 +75,7 @@ class RetentionReport:
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.expired or self.evicted or self.conversations or self.snippets)
+        return bool(self.expired or self.evicted or self.conversations or self.snippets or self.customer_voices)
 
     def describe(self) -> str:
         parts = [f"{self.expired} expired segments", f"{self.evicted} evicted"]
@@ -80,6 +83,8 @@ class RetentionReport:
             parts[-1] += f" ({self.evicted_referenced} that negatives refer to)"
         parts.append(f"{self.conversations} call recordings")
         parts.append(f"{self.snippets} negatives' snippets")
+        if self.customer_voices:
+            parts.append(f"{self.customer_voices} customers' voice comments")
         text = ", ".join(parts) + f" removed; {self.bytes_freed / MIB:.1f} MiB freed"
         if self.missing_files:
             text += f", {self.missing_files} files were already missing"
@@ -139,6 +144,7 @@ class RetentionService:
         await self._expire_segments(now, report)
         await self._expire_conversations(now, report)
         await self._expire_snippets(now, report)
+        await self._expire_customer_voices(now, report)
         await self._enforce_cap(now, report)
         report.usage_bytes = await self._index_bytes()
         return report
@@ -207,6 +213,23 @@ class RetentionService:
             report.snippets += len(ids)
             freed, _ = await asyncio.get_running_loop().run_in_executor(None, remove_files, paths)
             report.bytes_freed += freed  # a negative without a voice comment has no comment file: not "missing"
+            if len(found) < BATCH:
+                return
+
+    async def _expire_customer_voices(self, now: datetime, report: RetentionReport) -> None:
+        """A kiosk customer's voice comment is kept ``AUDIO_KEEP_DAYS`` after the rating, like a
+        negative's voice comment; the transcript stays. It lives outside the segment index, so
+        neither rule 1 nor the cap ever takes it early."""
+        before = now - timedelta(days=self._settings.audio_keep_days)
+        while True:
+            found = await Rating.filter(customer_voice_path__isnull=False, ts__lt=before).order_by("id").limit(BATCH).values_list(
+                "id", "customer_voice_path"
+            )
+            if not found:
+                return
+            await Rating.filter(id__in=[int(id_) for id_, _ in found]).update(customer_voice_path=None)  # rows first
+            report.customer_voices += len(found)
+            await self._remove_files([str(path) for _, path in found], report)
             if len(found) < BATCH:
                 return
 

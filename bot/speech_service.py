@@ -30,6 +30,7 @@ from bot.models import (
     OutboxKind,
     OutboxMessage,
     PresenceEvent,
+    Rating,
     SpeechStatus,
 )
 from bot.settings import Settings
@@ -88,6 +89,7 @@ class SpeechService:
         self._snippets = settings.audio_dir / "snippets"
         self._comments = settings.audio_dir / "comments"
         self._fetch_voice = fetch_voice  # downloads a Telegram voice message by file id
+        self._customer_attempts: dict[int, int] = {}  # rating id → failed transcriptions of its voice
 
     async def aclose(self) -> None:
         closer = getattr(self._transcriber, "aclose", None)
@@ -125,7 +127,8 @@ class SpeechService:
             log.warning("whisper model did not load at start: %s", error)
 
     async def run_once(self) -> bool:
-        """One pass: negatives' snippets first (the group waits for them), then comments, then calls."""
+        """One pass: negatives' snippets first (the group waits for them), then staff and customer
+        voice comments, then calls."""
         now = self._clock.now()
         due = await NegativeCase.filter(
             speech_status__in=[SpeechStatus.WAITING, SpeechStatus.PENDING], speech_next_at__lte=now, message_id__isnull=False
@@ -139,14 +142,17 @@ class SpeechService:
         comments = await NegativeCase.filter(comment_speech_status=SpeechStatus.PENDING).order_by("id").limit(5)
         for case in comments:
             await self._transcribe_comment(case)
+        customers = await Rating.filter(customer_speech_status=SpeechStatus.PENDING).order_by("id").limit(5)
+        for rating in customers:
+            await self._transcribe_customer(rating)
         calls: list[Conversation] = []
-        if not (due or comments):  # calls wait for no one: they go when the group's work is done
+        if not (due or comments or customers):  # calls wait for no one: they go when the group's work is done
             calls = await Conversation.filter(
                 speech_status=SpeechStatus.PENDING, speech_next_at__lte=now, audio_path__isnull=False
             ).order_by("id").limit(2)
         for conversation in calls:
             await self._transcribe_conversation(conversation)
-        return bool(due or comments or calls)
+        return bool(due or comments or customers or calls)
 
     async def _presence_interval(self, case: NegativeCase) -> tuple[int, int | None] | None:
         rating = case.rating
@@ -266,10 +272,8 @@ class SpeechService:
             if self._transcriber is None or self._fetch_voice is None or not case.comment_voice_file_id:
                 raise TranscriptionError("unavailable", "transcription is not configured")
             data = await self._fetch_voice(case.comment_voice_file_id)
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, _write_file, path, data)
-            pcm = await loop.run_in_executor(None, decode_pcm, data)  # untrusted bytes: our decoder says what is wrong
-            transcript = await self._transcriber.transcribe(pcm, language=office.language if office else "ru")
+            await asyncio.get_running_loop().run_in_executor(None, _write_file, path, data)
+            transcript = await self._hear(data, office.language if office else "ru")
         except Exception as error:  # noqa: BLE001 - Telegram, audio and model errors all end the same way
             attempts = case.comment_speech_attempts + 1
             log.warning("voice comment of negative #%s not transcribed (attempt %d): %s", case.id, attempts, error)
@@ -285,10 +289,47 @@ class SpeechService:
                 comment_speech_status=SpeechStatus.DONE, comment_transcript=transcript.text.strip()[:3000]
             )
             if updated and case.chat_id is not None:
-                await OutboxMessage.create(
-                    chat_id=case.chat_id, kind=OutboxKind.CASE_REFRESH, case_id=case.id, next_attempt_at=now, created_at=now
-                )
+                await _refresh_card(case.id, case.chat_id, now)
         self._on_outbox()
+
+    async def _hear(self, data: bytes, language: str) -> Transcript:
+        """A voice message's words: decoded by our decoder (untrusted bytes), then the model."""
+        if self._transcriber is None:
+            raise TranscriptionError("unavailable", "transcription is not configured")
+        pcm = await asyncio.get_running_loop().run_in_executor(None, decode_pcm, data)
+        return await self._transcriber.transcribe(pcm, language=language)
+
+    async def _transcribe_customer(self, rating: Rating) -> None:
+        """A kiosk customer's voice comment: transcribed, and the negative's card (if any) refreshed."""
+        office = self._directory().offices.get(rating.office_id)  # type: ignore[attr-defined]
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, read_file, rating.customer_voice_path or "")
+            transcript = await self._hear(data, office.language if office else "ru")
+        except Exception as error:  # noqa: BLE001 - a vanished file, audio and model errors all end the same way
+            # no attempts column on the rating: counted here, so a restart grants a few more tries
+            attempts = self._customer_attempts.get(rating.id, 0) + 1
+            log.warning("voice comment of rating #%s not transcribed (attempt %d): %s", rating.id, attempts, error)
+            if attempts < MAX_ATTEMPTS:
+                self._customer_attempts[rating.id] = attempts
+                return
+            self._customer_attempts.pop(rating.id, None)
+            await self._customer_heard(rating, customer_speech_status=SpeechStatus.FAILED)
+            return
+        self._customer_attempts.pop(rating.id, None)
+        await self._customer_heard(
+            rating, customer_speech_status=SpeechStatus.DONE, customer_transcript=transcript.text.strip()[:3000]
+        )
+
+    async def _customer_heard(self, rating: Rating, **fields: object) -> None:
+        """Store the outcome and, when the rating is a negative in a group, refresh its card."""
+        now = self._clock.now()
+        async with in_transaction():
+            updated = await Rating.filter(id=rating.id, customer_speech_status=SpeechStatus.PENDING).update(**fields)
+            case = await NegativeCase.filter(rating_id=rating.id, chat_id__isnull=False).first() if updated else None
+            if case is not None:  # posted, or about to be: the refresh queues behind the post
+                await _refresh_card(case.id, case.chat_id, now)  # type: ignore[arg-type]
+        if case is not None:
+            self._on_outbox()
 
     async def _transcribe_conversation(self, conversation: Conversation) -> None:
         """A phone call: transcribed and checked against its office's rules for the quality service."""
@@ -382,6 +423,11 @@ def transcript_fields(transcript: Transcript, shown: str, result: RuleResult) ->
         "transcript_segments": [[s.start, s.end, s.text] for s in transcript.segments],
         "rule_hits": rule_hits_record(shown, result, transcript),
     }
+
+
+async def _refresh_card(case_id: int, chat_id: int, now: datetime) -> None:
+    """Re-render a negative's card in the group (a transcript arrived for it)."""
+    await OutboxMessage.create(chat_id=chat_id, kind=OutboxKind.CASE_REFRESH, case_id=case_id, next_attempt_at=now, created_at=now)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -60,6 +60,9 @@ class CaseView:
     channel: str = "button"  # button | kiosk | qr
     customer_text: str | None = None  # what the customer wrote at the kiosk or on the QR page
     reasons: tuple[str, ...] = ()  # the reasons they picked, as labels
+    customer_voice: bool = False  # the customer left a voice comment at the kiosk
+    customer_transcript: str | None = None  # its words, once transcribed
+    customer_voice_failed: bool = False  # it could not be transcribed
 
 
 class Texts:
@@ -111,8 +114,19 @@ class Texts:
         if v.customer_text:
             customer = self.t(locale, "Customer")
             lines.append(f"🗣 {customer}: <i>{escape(v.customer_text[:1000])}</i>")
+        if v.customer_voice:
+            lines.append(self._customer_voice_line(locale, v))
         lines.extend(self._comment_lines(locale, v))
         return "\n".join(lines), self._keyboard(locale, [v])
+
+    def _customer_voice_line(self, locale: str, v: CaseView) -> str:
+        by_voice = self.t(locale, "Customer (by voice)")
+        if v.customer_transcript is not None:
+            heard = escape(v.customer_transcript[:1000]) or self.t(locale, "(no speech recognised)")
+            return f"🗣 {by_voice}: <i>{heard}</i>"
+        if v.customer_voice_failed:
+            return f"🗣 {by_voice}: " + self.t(locale, "(voice message)")
+        return f"🗣 {by_voice}: " + self.t(locale, "(voice message, transcript in progress)")
 
     def _comment_lines(self, locale: str, v: CaseView) -> list[str]:
         if v.commented_at is None:

@@ -16,6 +16,8 @@ component in a ``NotifyStatus``). A status from a retained message says so (``re
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -28,6 +30,7 @@ from devices.contract import (
     MAX_FUTURE,
     MAX_ID,
     MAX_CONTACT,
+    MAX_KIOSK_PAYLOAD,
     MAX_PAYLOAD,
     MAX_REASON_CODE,
     MAX_REASONS,
@@ -35,6 +38,7 @@ from devices.contract import (
     MAX_TEXT,
     MAX_TICKET,
     MAX_UID,
+    MAX_VOICE,
     PRESENCE_STATES,
     RATING_VALUES,
     ComplaintEvent,
@@ -116,9 +120,9 @@ def device_filters(device: DeviceConfig) -> list[str]:
 # --------------------------------------------------------------------------- shared checks
 
 
-def _check_size(msg: InboundMessage) -> None:
-    if len(msg.payload) > MAX_PAYLOAD:
-        raise PayloadError("too_large", f"{len(msg.payload)} bytes, the limit is {MAX_PAYLOAD}")
+def _check_size(msg: InboundMessage, limit: int = MAX_PAYLOAD) -> None:
+    if len(msg.payload) > limit:
+        raise PayloadError("too_large", f"{len(msg.payload)} bytes, the limit is {limit}")
 
 
 def _text(msg: InboundMessage) -> str:
@@ -132,8 +136,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _json(msg: InboundMessage) -> Any:
-    _check_size(msg)
+def _json(msg: InboundMessage, limit: int = MAX_PAYLOAD) -> Any:
+    _check_size(msg, limit)
     try:
         text = msg.payload.decode("utf-8")
         return json.loads(text, parse_constant=_reject_constant)
@@ -141,8 +145,8 @@ def _json(msg: InboundMessage) -> Any:
         raise PayloadError("not_json", f"payload is not JSON: {str(exc)[:200]}") from None
 
 
-def _json_object(msg: InboundMessage) -> dict[str, Any]:
-    data = _json(msg)
+def _json_object(msg: InboundMessage, limit: int = MAX_PAYLOAD) -> dict[str, Any]:
+    data = _json(msg, limit)
     if not isinstance(data, dict):
         raise PayloadError("bad_field", f"payload must be a JSON object, got {type(data).__name__}")
     return data
@@ -410,6 +414,25 @@ def _person_field(obj: Mapping[str, Any], key: str) -> str | None:
     return value or None
 
 
+def _kiosk_voice(obj: Mapping[str, Any]) -> bytes | None:
+    """The customer's recorded comment: base64 of an audio file, at most :data:`MAX_VOICE`
+    bytes decoded. Whether it is audio at all is the speech side's question (``bad_audio``)."""
+    value = obj.get("voice")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError("bad_field", f"'voice' must be a base64 string, got {type(value).__name__}")
+    if len(value) > 4 * -(-MAX_VOICE // 3) + 4:  # cheaper than decoding to find out
+        raise PayloadError("too_large", f"'voice' is {len(value)} base64 characters, the limit is {MAX_VOICE} bytes decoded")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PayloadError("bad_field", f"'voice' is not valid base64: {exc}") from None
+    if len(data) > MAX_VOICE:
+        raise PayloadError("too_large", f"'voice' is {len(data)} bytes decoded, the limit is {MAX_VOICE}")
+    return data or None
+
+
 def _nps_score(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PayloadError("bad_field", f"NPS 'value' must be an integer 0..10, got {type(value).__name__} {_short(value)}")
@@ -422,15 +445,16 @@ def parse_kiosk(msg: InboundMessage, device: DeviceConfig, max_future: timedelta
     """``{root}/{site}/kiosk/{device}/feedback``: a rating with reasons, an NPS answer or a complaint.
 
     ``{"id", "ts", "point"?, "staff"?, "kind": "rating"|"complaint"|"nps", "value",
-    "reasons"?: [codes], "text"?, "name"?, "contact"?, "consent"?}``. Reasons go with ratings
-    only. A complaint with ``consent: true`` needs a contact (``complaint_no_contact``); one
+    "reasons"?: [codes], "text"?, "voice"?: base64, "name"?, "contact"?, "consent"?}``. Reasons
+    and a voice comment go with ratings only; with a voice the payload may reach
+    :data:`MAX_KIOSK_PAYLOAD` (every other topic keeps :data:`MAX_PAYLOAD`). A complaint with ``consent: true`` needs a contact (``complaint_no_contact``); one
     without consent is kept but its name and contact are dropped here, so nothing of them is
     ever stored (152-FZ). Name and contact on a rating or an NPS answer are dropped likewise.
     """
-    _check_size(msg)
+    _check_size(msg, MAX_KIOSK_PAYLOAD)
     if msg.retained:
         return []  # an old answer replayed on subscribe
-    obj = _json_object(msg)
+    obj = _json_object(msg, MAX_KIOSK_PAYLOAD)
     event_id = _required_string(obj, "id", MAX_ID)
     kind = _enum(obj, "kind", KIOSK_KINDS)
     if "ts" not in obj:
@@ -443,9 +467,17 @@ def parse_kiosk(msg: InboundMessage, device: DeviceConfig, max_future: timedelta
     uid = _uid("kiosk", device.site, device.id, event_id)
     if kind != "rating" and reasons:
         raise PayloadError("bad_field", f"'reasons' go with kind rating only, not {kind}")
+    if kind != "rating" and obj.get("voice") not in (None, ""):
+        raise PayloadError("bad_field", f"'voice' goes with kind rating only, not {kind}")
     if kind == "rating":
         value = _enum(obj, "value", RATING_VALUES)
-        return [RatingEvent(uid, device.site, point, device.id, value, ts, channel="kiosk", staff=staff, reasons=reasons, text=text)]
+        voice = _kiosk_voice(obj)
+        return [
+            RatingEvent(
+                uid, device.site, point, device.id, value, ts, channel="kiosk", staff=staff, reasons=reasons, text=text,
+                voice=voice,
+            )
+        ]
     if kind == "nps":
         if "value" not in obj:
             raise PayloadError("bad_field", "'value' is required: the NPS score 0..10")

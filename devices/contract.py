@@ -55,6 +55,10 @@ MAX_FUTURE: Final = timedelta(minutes=5)
 """Default tolerance for device clocks running ahead of ours (``max_future_seconds``)."""
 MAX_PAYLOAD: Final = 64 * 1024
 """No event payload is anywhere near this; bigger ones are misrouted files or abuse."""
+MAX_VOICE: Final = 1024 * 1024
+"""A kiosk customer's voice comment, decoded (Ogg/Opus, WAV or MP3): about a minute of speech."""
+MAX_KIOSK_PAYLOAD: Final = 1_500_000
+"""The kiosk feedback topic only: a rating carrying :data:`MAX_VOICE` bytes as base64 (4/3) plus its JSON."""
 MAX_UID: Final = 200  # Rating.event_uid / PresenceEvent.event_uid column width
 MAX_ID: Final = 100  # device ids and native event ids (Rating.device_id column width)
 MAX_ACTION_KEY: Final = 64
@@ -157,6 +161,7 @@ class RatingEvent:
     reasons: tuple[str, ...] = ()  # reason codes from the office's list
     text: str | None = None  # the customer's own words
     repeat: bool = False  # the channel saw the same phone again inside its window: kept, not counted
+    voice: bytes | None = field(default=None, repr=False)  # a kiosk voice comment, decoded; checked by the speech side
 
     def __post_init__(self) -> None:
         _require_uid(self.event_uid)

@@ -194,3 +194,46 @@ async def test_a_flood_of_bad_kiosk_payloads_is_dead_lettered_and_every_good_one
     assert await Complaint.all().count() == 0
     detail = await DeadLetter.filter(reason="complaint_no_contact").first()
     assert detail is not None and detail.topic == feedback_topic
+
+
+async def test_kiosk_voice_comment_is_transcribed_into_the_negatives_card(harness: Harness) -> None:
+    """The customer speaks at the kiosk: the voice rides in the rating, the card first says a
+    transcript is coming, then shows the customer's words (real espeak-ng speech, real Whisper)."""
+    import shutil
+
+    import pytest
+
+    from bot.models import SpeechStatus
+    from speech.rules import RuleSet
+    from tests.integration.test_transcriber import HAVE_BASE
+
+    if shutil.which("espeak-ng") is None or not HAVE_BASE:
+        pytest.skip("needs espeak-ng and the packaged Whisper base model")
+    from tests.speech_samples import desk_clip
+
+    emu = harness.emulator
+    await harness.start(
+        whisper_model="packaged:base", whisper_cache_dir=harness.tmp_path.parent / "whisper-cache",
+        audio_dir=harness.tmp_path / "audio",
+    )
+    feedback_topic, _ = topics(harness)
+    voice = desk_clip([0.3, "Спасибо, хорошо.", 0.3], "ru", fmt="ogg")
+    spoken = base64.b64encode(voice).decode()
+    await harness.publish(feedback_topic, feedback("vc1", "rating", "bad", reasons=["wait"], voice=spoken))
+    post = await emu.wait_for(
+        lambda: next((m for m in emu.bot_messages(STAFF_CHAT) if "Негативная оценка" in m.get("text", "")), None),
+        timeout=15, what="the kiosk negative in the group",
+    )
+    assert "Клиент (голосом):" in post["text"]  # pending, or already heard if the model was quick
+    words = RuleSet.from_config({"required": {"спасибо": ["спасибо"], "хорошо": ["хорош*"]}})
+
+    def heard() -> str | None:
+        message = emu.message(STAFF_CHAT, post["message_id"])
+        line = next((line for line in (message or {}).get("text", "").splitlines() if "Клиент (голосом)" in line), "")
+        return line if "расшифровка готовится" not in line and any(words.check(line).required_found.values()) else None
+
+    line = await emu.wait_for(heard, timeout=90, what="the card edited with the customer's words")
+    assert line.startswith("🗣 Клиент (голосом): "), line
+    rating = await Rating.get(channel=Channel.KIOSK, value="bad")
+    assert rating.customer_speech_status == SpeechStatus.DONE
+    assert rating.customer_voice_path and open(rating.customer_voice_path, "rb").read() == voice

@@ -621,6 +621,7 @@ def test_shelly_gen1_battery_and_online() -> None:
 
 from devices.adapters import parse_kiosk  # noqa: E402
 from devices.contract import ComplaintEvent, NpsEvent  # noqa: E402
+from devices.contract import MAX_KIOSK_PAYLOAD  # noqa: E402
 from devices.routing import TopicRouter  # noqa: E402
 
 KIOSK = DeviceConfig("kiosk-msk-1", "kiosk", "MSK-1", "EXIT")
@@ -757,7 +758,7 @@ def test_router_rejects_unknown_kiosks_and_unknown_points() -> None:
     other = msg(f"{ROOT}/MSK-1/kiosk/kiosk-9/feedback", KIOSK_RATING)
     assert reason_of(router.parse, other) == "unknown_device"
     assert reason_of(router.parse, msg(KIOSK_TOPIC, kiosk(point="W9"))) == "unknown_point"
-    assert reason_of(router.parse, msg(KIOSK_TOPIC, kiosk(pad="x" * MAX_PAYLOAD))) == "too_large"
+    assert reason_of(router.parse, msg(KIOSK_TOPIC, kiosk(pad="x" * MAX_KIOSK_PAYLOAD))) == "too_large"
 
 
 def test_router_without_kiosks_has_no_kiosk_subscription_and_audio_still_routes() -> None:
