@@ -1,12 +1,15 @@
-"""Database wiring: one Tortoise config for SQLite and PostgreSQL, and the migration runner."""
+"""Database wiring: one Tortoise config for SQLite and PostgreSQL, the migration runner, and
+the one raw bulk insert the ingest needs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise
+from tortoise.models import Model
 
 APP_LABEL = "models"
 MODELS_MODULE = "bot.models"
@@ -62,3 +65,21 @@ async def connect(database_url: str) -> None:
 
 async def close() -> None:
     await Tortoise.close_connections()
+
+
+async def insert_many(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``INSERT`` plain tuples in one ``executemany``, inside the caller's transaction.
+
+    For the ingest's hot path: ``bulk_create`` builds a model object per row and converts
+    every field through it, about a third of the ingest's CPU at thousands of ratings a second.
+    Values must already be what the driver takes: aware UTC datetimes, dates, enum values.
+    """
+    if not rows:
+        return
+    client = model._meta.db
+    if client.capabilities.dialect == "postgres":
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    else:
+        marks = ", ".join("?" for _ in columns)
+    sql = f'INSERT INTO "{model._meta.db_table}" ({", ".join(columns)}) VALUES ({marks})'
+    await client.execute_many(sql, [list(row) for row in rows])

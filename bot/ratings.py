@@ -9,7 +9,7 @@ the MQTT acknowledgement that follows the commit can never acknowledge a half-st
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,11 +19,11 @@ from tortoise.transactions import in_transaction
 
 from bot.audio import AudioOutcome, AudioService
 from bot.clock import Clock
+from bot.db import insert_many
 from bot.directory import Directory, PointInfo
 from bot.feedback import FeedbackService
 from bot.models import (
     AnomalyAlert,
-    Channel,
     DeadLetter,
     Device,
     ExclusionReason,
@@ -33,12 +33,11 @@ from bot.models import (
     PresenceEvent as PresenceRow,
     Rating,
     RatingReason,
-    RatingValue,
     Shift,
     SpeechStatus,
 )
 from bot.settings import Settings
-from bot.tallies import add_tallies
+from bot.tallies import TallyKey, add_tally_counts
 from bot.texts import Texts
 from devices.contract import (
     AudioEvent,
@@ -101,6 +100,12 @@ class _NewRating:
     point: PointInfo
     staff_id: int | None = None
     excluded: ExclusionReason | None = None
+
+
+_RATING_COLUMNS = (
+    "event_uid", "device_id", "office_id", "point_id", "staff_id", "value", "ts", "received_at", "excluded_reason",
+    "local_date", "local_hour", "channel", "customer_text", "customer_voice_path", "customer_speech_status",
+)
 
 
 class RatingService:
@@ -346,28 +351,20 @@ class RatingService:
         for r in fresh:  # a kiosk or QR customer who chose the employee they rate: that one
             if r.event.staff and r.event.staff in directory.staff_by_code:
                 r.staff_id = directory.staff_by_code[r.event.staff]
-        rows = []
+        voices = voices or {}
+        rows, tallies = [], Counter[TallyKey]()
         for r in fresh:
             local = r.event.ts.astimezone(r.point.office.tz)
-            rows.append(Rating(
-                event_uid=r.event.event_uid,
-                device_id=r.event.device_id,
-                office_id=r.point.office.id,
-                point_id=r.point.id,
-                staff_id=r.staff_id,
-                value=RatingValue(r.event.value),
-                ts=r.event.ts,
-                received_at=now,
-                excluded_reason=r.excluded,
-                local_date=local.date(),
-                local_hour=local.hour,
-                channel=Channel(r.event.channel),
-                customer_text=r.event.text,
-                customer_voice_path=(voices or {}).get(r.event.event_uid),
-                customer_speech_status=SpeechStatus.PENDING if r.event.event_uid in (voices or {}) else None,
+            day, reason = local.date(), r.excluded.value if r.excluded is not None else None
+            voice = voices.get(r.event.event_uid)
+            rows.append((
+                r.event.event_uid, r.event.device_id, r.point.office.id, r.point.id, r.staff_id, r.event.value,
+                r.event.ts, now, reason, day, local.hour, r.event.channel, r.event.text,
+                voice, SpeechStatus.PENDING.value if voice else None,
             ))
-        await Rating.bulk_create(rows, batch_size=500)
-        await add_tallies(rows)
+            tallies[(day, r.point.office.id, r.point.id, r.staff_id or 0, r.event.value, reason or "")] += 1
+        await insert_many(Rating, _RATING_COLUMNS, rows)
+        await add_tally_counts(tallies)
         await self._store_reasons([r for r in fresh if r.event.reasons], directory, now, result)
         result.ratings = len(rows)
         result.excluded = sum(1 for r in fresh if r.excluded)

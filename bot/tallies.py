@@ -21,7 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.models import Rating
 
-__all__ = ["TallyKey", "add_tallies", "backfill_comment_seconds", "rebuild_tallies", "tally_keys"]
+__all__ = ["TallyKey", "add_tallies", "add_tally_counts", "backfill_comment_seconds", "rebuild_tallies", "tally_keys"]
 
 TallyKey = tuple[date, int, int, int, str, str]  # local_date, office, point, staff (0: nobody), value, reason ('' valid)
 
@@ -66,7 +66,11 @@ async def add_tallies(ratings: Iterable[Rating], client: BaseDBAsyncClient | Non
 
     Returns the number of tally keys touched.
     """
-    keys = tally_keys(ratings)
+    return await add_tally_counts(tally_keys(ratings), client)
+
+
+async def add_tally_counts(keys: Counter[TallyKey], client: BaseDBAsyncClient | None = None) -> int:
+    """``add_tallies`` for counts the caller has made itself (the ingest counts as it builds rows)."""
     if not keys:
         return 0
     client = client or _client()
