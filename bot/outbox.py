@@ -136,6 +136,11 @@ class RateLimiter:
         if chat_id < 0:
             self._group.setdefault(chat_id, deque()).append(now)
 
+    def waiting(self) -> dict[int, float]:
+        """Chats that may not receive now, and the seconds until they may."""
+        chats = set(self._blocked_until) | {chat_id for chat_id, window in self._group.items() if len(window) >= self._group_limit}
+        return {chat_id: wait for chat_id in chats if (wait := self.next_free(chat_id)) > 0}
+
     def next_free(self, chat_id: int) -> float:
         """Seconds until this chat may receive again."""
         now = time.monotonic()
@@ -193,12 +198,23 @@ class OutboxSender:
     async def drain_once(self) -> float:
         """One round over the chats with due rows; returns how long to wait before the next."""
         now = self._clock.now()
-        rows = await OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now).order_by("id").limit(FETCH_LIMIT)
+        # Rows of chats at their limit are left in the table, not fetched: during a burst every
+        # ingest batch wakes the sender, and re-reading hundreds of rows it may not send yet
+        # cost a quarter of the event loop.
+        waiting = self.limiter.waiting()
+        due = OutboxMessage.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=now)
+        if waiting:
+            due = due.filter(chat_id__not_in=list(waiting))
+        rows = await due.order_by("id").limit(FETCH_LIMIT)
         if not rows:
-            upcoming = await OutboxMessage.filter(status=OutboxStatus.PENDING).order_by("next_attempt_at").first()
-            if upcoming is None:
-                return 5.0
-            return min(max((upcoming.next_attempt_at - now).total_seconds(), 0.05), 5.0)
+            pending = OutboxMessage.filter(status=OutboxStatus.PENDING)
+            if waiting:
+                pending = pending.filter(chat_id__not_in=list(waiting))
+            upcoming = await pending.order_by("next_attempt_at").first().values_list("next_attempt_at", flat=True)
+            pause = min(waiting.values(), default=5.0)
+            if upcoming is not None:
+                pause = min(pause, (upcoming - now).total_seconds())
+            return min(max(pause, 0.05), 5.0)
         by_chat: OrderedDict[int, list[OutboxMessage]] = OrderedDict()
         for row in rows:
             by_chat.setdefault(row.chat_id, []).append(row)
