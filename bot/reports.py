@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
@@ -46,8 +48,8 @@ class ScopeChoice:
 class Report:
     text: str
     charts: list[bytes]
-    query_seconds: float = 0.0
-    render_seconds: float = 0.0
+    query_seconds: float = 0.0  # until the last query returned
+    render_seconds: float = 0.0  # rendering left after that (charts start as soon as their data is in)
     summary: KpiSummary | None = field(default=None, repr=False)
 
 
@@ -56,6 +58,9 @@ class ReportService:
         self._clock = clock
         self._texts = texts
         self._kpi = kpi
+        # One thread draws the charts, one after another, while the next queries run: the
+        # database (another process, or SQLite's thread with the GIL released) works meanwhile.
+        self._charts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
 
     # --- who may see what -------------------------------------------------------------------
 
@@ -141,45 +146,44 @@ class ReportService:
     async def build(self, staff: Staff, key: str, period: Period, locale: str, with_ranking: bool = True) -> Report:
         scope = await self.resolve(staff, key)
         started = time.perf_counter()
-        compliance = await self._kpi.compliance_daily(scope, period)
-        summary = await self._kpi.summary(scope, period, compare=True, comment_days=compliance)
-        daily = await self._kpi.daily(scope, period)
-        with_ranking = with_ranking and scope.staff_id is None
-        ranking = await self._kpi.staff_ranking(scope, period) if with_ranking else []
-        heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
-        reasons = await self._kpi.reasons(scope, period, locale)
-        # an employee's negatives split by whose control their reasons were in
-        split = await self._kpi.negatives_by_control(scope, period, locale) if scope.staff_id is not None else None
-        queried = time.perf_counter()
+        loop = asyncio.get_running_loop()
         labels = LABELS_EN if locale == "en" else LABELS_RU
         t = self._texts.t
         where = f"{self.scope_label(scope, locale)} · {format_period(period.start, period.end)}"
-        jobs = [
-            (charts.render_daily_ratings,
-             [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in daily], t(locale, "Ratings by day") + f": {where}"),
-            (charts.render_negatives_heatmap, heatmap, t(locale, "When negatives happen") + f": {where}"),
-            (charts.render_comment_compliance,
-             [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], t(locale, "Comment compliance") + f": {where}"),
-            (charts.render_reasons_pareto,
-             [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
-             t(locale, "Reasons for dissatisfaction") + f": {where}"),
-        ]
+        album: dict[str, asyncio.Future[bytes]] = {}
+
+        def draw(name: str, render: Callable[..., bytes], data: object, title: str) -> None:
+            album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+
+        compliance = await self._kpi.compliance_daily(scope, period)
+        draw("compliance", charts.render_comment_compliance,
+             [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], t(locale, "Comment compliance") + f": {where}")
+        daily = await self._kpi.daily(scope, period)
+        draw("daily", charts.render_daily_ratings,
+             [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in daily], t(locale, "Ratings by day") + f": {where}")
+        with_ranking = with_ranking and scope.staff_id is None
         if with_ranking:  # drawn even when empty: its empty state says nobody was identified
-            jobs.insert(1, (
-                charts.render_staff_ranking,
-                [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
-                t(locale, "Employees by like-index") + f": {where}",
-            ))
+            ranking = await self._kpi.staff_ranking(scope, period)
+            draw("ranking", charts.render_staff_ranking, [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
+                 t(locale, "Employees by like-index") + f": {where}")
+        heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
+        draw("heatmap", charts.render_negatives_heatmap, heatmap, t(locale, "When negatives happen") + f": {where}")
+        reasons = await self._kpi.reasons(scope, period, locale)
+        draw("reasons", charts.render_reasons_pareto,
+             [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
+             t(locale, "Reasons for dissatisfaction") + f": {where}")
         if scope.staff_id is None:  # offices, points, the company; empty state: nothing scored
             # compliance is monthly: the title names the months the period touches
             sales = await self._kpi.sales_compliance(scope, period)
-            jobs.append((
-                charts.render_sales_compliance,
-                [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
-                t(locale, "Employees by sales-standard compliance")
-                + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}",
-            ))
-        pngs = await asyncio.get_running_loop().run_in_executor(None, _render_all, jobs, labels)
+            draw("sales", charts.render_sales_compliance,
+                 [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
+                 t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}")
+        summary = await self._kpi.summary(scope, period, compare=True, comment_days=compliance)
+        # an employee's negatives split by whose control their reasons were in
+        split = await self._kpi.negatives_by_control(scope, period, locale) if scope.staff_id is not None else None
+        queried = time.perf_counter()
+        order = ("daily", "ranking", "heatmap", "compliance", "reasons", "sales")
+        pngs = list(await asyncio.gather(*(album[name] for name in order if name in album)))
         rendered = time.perf_counter()
         text = self.summary_text(summary, locale, split=split)
         return Report(text, pngs, queried - started, rendered - queried, summary)
@@ -366,11 +370,6 @@ class ReportService:
             raise NotFound(_("Write it as /served OFFICE YYYY-MM-DD N, e.g. /served MSK-1 2026-11-20 140.")) from None
         await self._kpi.record_served(office.id, day, clients, staff.id, self._clock.now())
         return office, day, clients
-
-
-def _render_all(jobs: list[tuple], labels: object) -> list[bytes]:
-    """Every chart of the album in one executor call (CPU-bound matplotlib, off the event loop)."""
-    return [render(data, title, labels) for render, data, title in jobs]
 
 
 def _signed(value: float) -> str:
