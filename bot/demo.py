@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import io
 import json
 import logging
 import random
@@ -26,7 +25,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +38,7 @@ from aiohttp import web
 
 from bot.emulator import BotApiEmulator
 from bot.settings import Settings, load_settings
+from speech.audio import duration_of
 
 log = logging.getLogger("loyalty.demo")
 
@@ -358,6 +357,15 @@ def _use_mqtt311(app: Any) -> None:
 # --------------------------------------------------------------------------- speech
 
 
+SAMPLE_CLIPS = Path(__file__).parent / "demo_audio"  # the SPEECH lines, made once with espeak-ng, Ogg/Opus
+
+
+def shipped_clip(rng: random.Random) -> bytes | None:
+    """One of the sample clips shipped with the package: desk speech where espeak-ng is absent."""
+    clips = sorted(SAMPLE_CLIPS.glob("*.ogg"))
+    return rng.choice(clips).read_bytes() if clips else None
+
+
 def espeak_wav(text: str) -> bytes | None:
     """Russian speech as WAV bytes from espeak-ng, or None when it is not installed."""
     binary = shutil.which("espeak-ng")
@@ -466,9 +474,11 @@ class Demo:
         self._publisher = aiomqtt.Client(target.host, target.port, identifier=f"loyalty-demo-devices-{uuid.uuid4().hex[:6]}",
                                          protocol=aiomqtt.ProtocolVersion.V311)
         await self._publisher.__aenter__()
-        self.audio = shutil.which("espeak-ng") is not None
-        self._say("speech", ("desk audio made by espeak-ng before each negative" if self.audio
-                             else "espeak-ng is not installed, so no desk audio (negatives come without a recording)")
+        self.espeak = shutil.which("espeak-ng") is not None
+        self.audio = self.espeak or shipped_clip(random.Random(0)) is not None
+        self._say("speech", ("desk audio made by espeak-ng before each negative" if self.espeak
+                             else "espeak-ng is not installed: desk audio from the sample clips shipped in bot/demo_audio"
+                             if self.audio else "no espeak-ng and no sample clips: negatives come without a recording")
                   + f"; transcripts by whisper {settings.whisper_model}")
         if opts.traffic:
             seeded = await self.seed_history()
@@ -555,16 +565,17 @@ class Demo:
         """A few seconds of desk speech just before a negative, as the recorder would upload."""
         if not self.audio:
             return
-        try:
-            wav = await asyncio.get_running_loop().run_in_executor(None, espeak_wav, random.choice(SPEECH))
-        except Exception as exc:
-            log.warning("espeak-ng failed (%s): no audio for this negative", exc)
-            return
-        if wav:
-            with wave.open(io.BytesIO(wav)) as w:
-                seconds = w.getnframes() / w.getframerate()
+        clip: bytes | None = None
+        if self.espeak:
+            try:
+                clip = await asyncio.get_running_loop().run_in_executor(None, espeak_wav, random.choice(SPEECH))
+            except Exception as exc:
+                log.warning("espeak-ng failed (%s): a shipped sample clip instead", exc)
+        clip = clip or shipped_clip(random.Random())
+        if clip:
+            seconds = duration_of(clip)
             start_ms = int((time.time() - seconds) * 1000) - 200  # the recording ends at the press
-            await self.publish(f"{self.settings.mqtt_topic_root}/{site}/{point}/audio/{start_ms}", wav)
+            await self.publish(f"{self.settings.mqtt_topic_root}/{site}/{point}/audio/{start_ms}", clip)
 
     async def _traffic(self) -> None:
         from devices.simulator import TrafficPlan, run_simulation

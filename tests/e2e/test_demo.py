@@ -48,6 +48,21 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
 # --------------------------------------------------------------------------- rendering (no I/O)
 
 
+def test_shipped_sample_clips_are_speech_for_machines_without_espeak() -> None:
+    """Without espeak-ng the demo plays these at the desk: Ogg/Opus that decodes, a few seconds long."""
+    import random
+
+    from bot.demo import SAMPLE_CLIPS, SPEECH, shipped_clip
+    from speech.audio import probe
+
+    clips = sorted(SAMPLE_CLIPS.glob("*.ogg"))
+    assert len(clips) == len(SPEECH)
+    for clip in clips:
+        info = probe(clip.read_bytes())
+        assert (info.codec, info.container) == ("opus", "ogg") and 3.0 < info.duration_s < 8.0
+    assert shipped_clip(random.Random(1)) in {c.read_bytes() for c in clips}
+
+
 def test_message_html_escapes_what_a_sender_typed() -> None:
     html = message_html('<script>alert("x")</script> & <b>не жирный</b>')
     assert "<script" not in html and "<b>" not in html
