@@ -36,7 +36,7 @@ class DigestService:
         kpi: KpiService,
         directory: Callable[[], Directory],
         summary_text: Callable[[KpiSummary, str], str],
-        digest_time: time,
+        digest_time: time | None,  # None: no digests at all (DIGEST_TIME=off)
         interval_seconds: float,
         on_outbox: Callable[[], None] = lambda: None,
     ) -> None:
@@ -53,6 +53,9 @@ class DigestService:
         await Staff.filter(id=staff.id).update(digests=on)
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self._at is None:
+            log.info("DIGEST_TIME=off: no morning digests")
+            return
         while not stop.is_set():
             try:
                 await self.run_once()
@@ -62,6 +65,8 @@ class DigestService:
 
     async def run_once(self) -> int:
         """Sends the digests that are due now; returns how many messages were queued."""
+        if self._at is None:
+            return 0
         now = self._clock.now()
         queued = 0
         for office in self._directory().offices.values():

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     retention_interval_seconds: float = Field(default=600, gt=0, description="how often retention runs")
     http_host: str = Field(default="127.0.0.1", description="the HTTP API (audio upload) listens here")
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port")
-    digest_time: time = Field(default=time(9, 0), description="local time of the managers' morning digest")
+    digest_time: time | None = Field(default=time(9, 0), description="local time of the managers' morning digest; off: none")
     upload_max_mb: float = Field(default=50, gt=0, description="largest accepted upload")
     public_url: str | None = Field(default=None, description="base URL of the survey pages in QR codes; default http://HTTP_HOST:HTTP_PORT")
     survey_secret: SecretStr | None = Field(default=None, description="signs QR survey codes; default derived from BOT_TOKEN")
@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     complaint_contact_days: int = Field(default=365, ge=1, description="complaint contact details are erased after this")
     battery_alert_percent: int = Field(default=15, ge=1, le=100, description="battery level that alerts the admin chat")
     device_offline_grace_seconds: int = Field(default=120, ge=0, description="a device back online within this is not reported")
+
+    @field_validator("digest_time", mode="before")
+    @classmethod
+    def _digest_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("off", "none", "") else value
 
     @field_validator("telegram_api_url")
     @classmethod

@@ -66,6 +66,9 @@ class Harness:
             scheduler_interval_seconds=0.2,
             ingest_batch_wait_ms=10,
             http_port=0,  # a free port: tests run side by side and 8080 may be taken
+            # no morning digests: after 09:00 in an office's zone they would take the Bot API
+            # calls (and the faults) a test arranges for its own messages
+            digest_time="off",
         )
         values.update(overrides)
         return load_settings(**values)

@@ -76,3 +76,14 @@ async def test_digest_off_stops_them_for_that_manager(world) -> None:
     clock.set((MON_0859 + timedelta(minutes=1)).astimezone(UTC))
     await digests.run_once()
     assert await texts_to(PETROV) == []
+
+
+async def test_digest_time_off_sends_none(world) -> None:
+    digests, ratings, clock = world
+    assert load_settings(digest_time="off").digest_time is None
+    assert load_settings(digest_time="08:30").digest_time == time(8, 30)
+    off = DigestService(clock, Texts(make_i18n()), KpiService(clock), lambda: digests._directory(), lambda s, loc: "", None, 60)
+    clock.set((MON_0859 + timedelta(minutes=1)).astimezone(UTC))
+    assert await off.run_once() == 0
+    assert await OutboxMessage.all().count() == 0
+    assert await digests.run_once() == 4  # the same morning with digests on: both offices, daily and weekly
