@@ -141,6 +141,8 @@ def service_env(emulator: BotApiEmulator, db_path: Path, port: int, root: str, c
         ORG_FILE=str(org_path),
         LOG_LEVEL="INFO",
         SCHEDULER_INTERVAL_SECONDS="1",
+        DIGEST_TIME="off",  # a morning digest would be one more message than the test counts
+        HTTP_PORT="0",
     )
     return env
 
