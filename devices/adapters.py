@@ -359,16 +359,16 @@ def parse_status(msg: InboundMessage, device: DeviceConfig, max_future: timedelt
 KIOSK_KINDS: Final = frozenset({"rating", "complaint", "nps"})
 
 
-def _kiosk_text(obj: Mapping[str, Any], key: str) -> str | None:
-    """A customer's words: blank is none; longer than :data:`MAX_TEXT` is refused, not cut."""
+def _kiosk_text(obj: Mapping[str, Any], key: str, limit: int = MAX_TEXT) -> str | None:
+    """A customer's words (or name, contact): blank is none; longer than ``limit`` is refused, not cut."""
     value = obj.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise PayloadError("bad_field", f"{key!r} must be a string, got {type(value).__name__}")
     value = value.strip()
-    if len(value) > MAX_TEXT:
-        raise PayloadError("bad_value", f"{key!r} is {len(value)} characters, the limit is {MAX_TEXT}")
+    if len(value) > limit:
+        raise PayloadError("bad_value", f"{key!r} is {len(value)} characters, the limit is {limit}")
     return value or None
 
 
@@ -400,18 +400,6 @@ def _kiosk_point(obj: Mapping[str, Any], device: DeviceConfig) -> str:
     if not code or "/" in code:
         raise PayloadError("bad_field", f"'point' must be a point code like W1, got {point[:64]!r}")
     return code
-
-
-def _person_field(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise PayloadError("bad_field", f"{key!r} must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if len(value) > MAX_CONTACT:
-        raise PayloadError("bad_value", f"{key!r} is {len(value)} characters, the limit is {MAX_CONTACT}")
-    return value or None
 
 
 def _kiosk_voice(obj: Mapping[str, Any]) -> bytes | None:
@@ -492,10 +480,10 @@ def parse_kiosk(msg: InboundMessage, device: DeviceConfig, max_future: timedelta
         raise PayloadError("bad_field", f"'consent' must be true or false, got {type(consent).__name__}")
     name = contact = None
     if consent:  # without consent nothing of the person is even looked at
-        contact = _person_field(obj, "contact")
+        contact = _kiosk_text(obj, "contact", MAX_CONTACT)
         if contact is None:
             raise PayloadError("complaint_no_contact", "the customer consented to be contacted but left no contact")
-        name = _person_field(obj, "name")
+        name = _kiosk_text(obj, "name", MAX_CONTACT)
     return [
         ComplaintEvent(
             uid, device.site, point, device.id, text, ts, consent=consent, name=name, contact=contact,
