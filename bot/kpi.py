@@ -270,8 +270,9 @@ class Scope:
             filters[f"{prefix}staff_id"] = self.staff_id
         return filters
 
-    def tallies(self, period: Period) -> dict[str, object]:
-        """Filter keywords for ``RatingTally``: the same ratings as ``ratings``, counted."""
+    def local_days(self, period: Period) -> dict[str, object]:
+        """Filter keywords for a table that stores each row's local day, office, point and
+        employee (``RatingTally``: the same ratings as ``ratings``, counted; ``NpsAnswer``)."""
         filters: dict[str, object] = {"local_date__gte": period.start, "local_date__lte": period.end}
         if self.office_ids is not None:
             filters["office_id__in"] = list(self.office_ids)
@@ -625,7 +626,7 @@ class KpiService:
         period's ``compliance_daily`` when the caller has it already (a report draws it), so
         the comment figures are added up from it instead of queried twice."""
         rows = (
-            await RatingTally.filter(**scope.tallies(period))
+            await RatingTally.filter(**scope.local_days(period))
             .annotate(n=Sum("ratings"))
             .group_by("value", "excluded_reason")
             .values("value", "excluded_reason", "n")
@@ -655,7 +656,7 @@ class KpiService:
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
         """Every day of the period, oldest first, zeros included."""
         rows = (
-            await RatingTally.filter(**scope.tallies(period))
+            await RatingTally.filter(**scope.local_days(period))
             .annotate(
                 good=Sum("ratings", _filter=_counted(RatingValue.GOOD)),
                 neutral=Sum("ratings", _filter=_counted(RatingValue.NEUTRAL)),
@@ -681,7 +682,7 @@ class KpiService:
         Ratings nobody was responsible for (``staff_id`` null) are not in the ranking.
         """
         rows = (
-            await RatingTally.filter(_COUNTED, staff_id__gt=0, **scope.tallies(period))
+            await RatingTally.filter(_COUNTED, staff_id__gt=0, **scope.local_days(period))
             .annotate(
                 good=Sum("ratings", _filter=Q(value=RatingValue.GOOD)),
                 neutral=Sum("ratings", _filter=Q(value=RatingValue.NEUTRAL)),
@@ -770,7 +771,7 @@ class KpiService:
         """
         counts: dict[str, int] = defaultdict(int)
         for row in (
-            await RatingTally.filter(_COUNTED, **scope.tallies(period))
+            await RatingTally.filter(_COUNTED, **scope.local_days(period))
             .annotate(n=Sum("ratings"))
             .group_by("value")
             .values("value", "n")
@@ -818,13 +819,7 @@ class KpiService:
 
     async def nps(self, scope: Scope, period: Period) -> NpsKpi:
         """NPS answers of the scope whose local day is in the period, by score (one GROUP BY)."""
-        query = NpsAnswer.filter(local_date__gte=period.start, local_date__lte=period.end)
-        if scope.office_ids is not None:
-            query = query.filter(office_id__in=list(scope.office_ids))
-        if scope.point_id is not None:
-            query = query.filter(point_id=scope.point_id)
-        if scope.staff_id is not None:
-            query = query.filter(staff_id=scope.staff_id)
+        query = NpsAnswer.filter(**scope.local_days(period))
         split = {"promoters": 0, "passives": 0, "detractors": 0}
         for row in await query.annotate(n=Count("id")).group_by("score").values("score", "n"):
             score = int(row["score"])
@@ -858,7 +853,7 @@ class KpiService:
             return Served()
         covered = {"ratings": 0, "good": 0, "bad": 0}
         for row in (
-            await RatingTally.filter(_COUNTED, **scope.tallies(period))
+            await RatingTally.filter(_COUNTED, **scope.local_days(period))
             .annotate(
                 total=Sum("ratings"),
                 good=Sum("ratings", _filter=Q(value=RatingValue.GOOD)),

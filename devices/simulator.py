@@ -305,8 +305,29 @@ class _Session:
         return 1 if self.rated or self.value is None else 2 + self.followups
 
 
+class _Plan:
+    """What every traffic plan answers; each subclass says what its ``schedule`` holds."""
+
+    __slots__ = ()
+    rate: float
+    duration: float
+
+    @property
+    def count(self) -> int:
+        """How many messages the plan sends."""
+        return max(1, round(self.rate * self.duration))
+
+    def messages(self, start: datetime) -> Iterator[Message]:
+        """The ``(topic, payload, qos, retain)`` tuples in order."""
+        for item in self.schedule(start):
+            yield item.message
+
+    def schedule(self, start: datetime) -> list[Planned]:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class TrafficPlan:
+class TrafficPlan(_Plan):
     """Realistic traffic for the points the given devices sit at.
 
     ``rate`` messages a second for ``duration`` seconds. With ``presence`` each client visit
@@ -349,16 +370,6 @@ class TrafficPlan:
         object.__setattr__(
             self, "_points", tuple((site, point, tuple(devs)) for (site, point), devs in by_point.items())
         )
-
-    @property
-    def count(self) -> int:
-        """How many messages the plan sends."""
-        return max(1, round(self.rate * self.duration))
-
-    def messages(self, start: datetime) -> Iterator[Message]:
-        """The ``(topic, payload, qos, retain)`` tuples in order."""
-        for item in self.schedule(start):
-            yield item.message
 
     def schedule(self, start: datetime) -> list[Planned]:
         """The whole run: every message with its time offset and intended meaning."""
@@ -579,7 +590,7 @@ def kiosk_topic(device: DeviceConfig, root: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class KioskPlan:
+class KioskPlan(_Plan):
     """Exit-kiosk traffic: ratings (bad and neutral ones with one or two reasons and now and
     then a comment), NPS answers 0..10 and the occasional complaint, with the customer's
     consent and contact (``consent_share``) or without either. ``bad_share`` of messages are
@@ -614,14 +625,6 @@ class KioskPlan:
     @property
     def kiosks(self) -> list[DeviceConfig]:
         return [d for d in self.devices if d.kind == "kiosk" and d.point]
-
-    @property
-    def count(self) -> int:
-        return max(1, round(self.rate * self.duration))
-
-    def messages(self, start: datetime) -> Iterator[Message]:
-        for item in self.schedule(start):
-            yield item.message
 
     def schedule(self, start: datetime) -> list[Planned]:
         start = start.astimezone(UTC)
