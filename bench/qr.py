@@ -52,49 +52,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.ingest import machine_busy_seconds, percentile, self_cpu_seconds  # noqa: E402
+
 TARGET_RATE = 1000.0
 TARGET_P99_MS = 50.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100); NaN for no data."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    try:
-        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def main_thread_cpu_seconds() -> float:
-    """CPU of this process's main thread (the event loop); the rest is aiosqlite's and executors'."""
-    return proc_cpu_seconds_path(Path(f"/proc/self/task/{os.getpid()}/stat"))
-
-
-def proc_cpu_seconds_path(path: Path) -> float:
-    try:
-        fields_ = path.read_text().rsplit(")", 1)[1].split()
-        return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def machine_busy_seconds() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def self_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def make_org(points: int) -> dict[str, Any]:
@@ -273,7 +234,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
             process = ctx.Process(target=client_main,
                                   args=(urls, concurrency, args.warmup, args.duration, args.seed + n, out))
             cpu0, busy0, wall0 = self_cpu_seconds(), machine_busy_seconds(), time.perf_counter()
-            loop0 = main_thread_cpu_seconds()
+            loop0 = time.thread_time()  # this is the event loop's thread: its CPU alone
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
@@ -283,7 +244,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
             result = out.get() if not out.empty() else await asyncio.to_thread(out.get, True, 60)
             await asyncio.to_thread(process.join, 10)
             cpu1, busy1, wall1 = self_cpu_seconds(), machine_busy_seconds(), time.perf_counter()
-            loop_cpu = main_thread_cpu_seconds() - loop0
+            loop_cpu = time.thread_time() - loop0
             if profiler:
                 profiler.disable()
                 report = io.StringIO()
