@@ -79,6 +79,7 @@ class Directory:
     points: dict[tuple[str, str], PointInfo] = field(default_factory=dict)
     points_by_id: dict[int, PointInfo] = field(default_factory=dict)
     devices: list[DeviceConfig] = field(default_factory=list)
+    device_sites: dict[str, str] = field(default_factory=dict)  # device id → its office code
     roster: dict[int, list[RosterSlot]] = field(default_factory=dict)
     staff_names: dict[int, str] = field(default_factory=dict)
     staff_by_code: dict[str, int] = field(default_factory=dict)
@@ -128,6 +129,7 @@ class Directory:
                     actions=dict(device.actions or {}),
                 )
             )
+            directory.device_sites[device.id] = point_info.office.code
         for entry in await RosterEntry.all():
             hours = tuple(
                 (start.hour * 60 + start.minute, 1440 if end.hour == 23 and end.minute == 59 and end.second == 59 else end.hour * 60 + end.minute)

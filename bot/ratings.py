@@ -42,6 +42,7 @@ from bot.texts import Texts
 from devices.contract import (
     AudioEvent,
     ComplaintEvent,
+    Event,
     InboundMessage,
     NpsEvent,
     PayloadError,
@@ -60,9 +61,7 @@ class Received:
     """One MQTT message after parsing: its events, or why it could not be parsed."""
 
     message: InboundMessage
-    events: list[RatingEvent | PresenceEvent | StatusEvent | AudioEvent | NpsEvent | ComplaintEvent] = field(
-        default_factory=list
-    )
+    events: list[Event] = field(default_factory=list)
     error: PayloadError | None = None
 
 
@@ -247,7 +246,7 @@ class RatingService:
         that names another site than the device's own is ignored (device ids are global).
         Returns how many devices reported a status (presses are not counted).
         """
-        sites = {device.id: device.site for device in self._directory().devices}
+        sites = self._directory().device_sites  # built once per org load, not per batch
         folded: dict[str, _DeviceStatus] = {}
         now = self._clock.now()
         for press in presses:
