@@ -17,8 +17,8 @@ A spec is resolved by one rule, first match wins:
    the *same name* is installed (``base``, ``tiny.en``), the packaged one is used and the
    description says why; otherwise :class:`ModelNotAvailable` lists everything tried.
 
-Resolution blocks (file copies, the network): callers on the event loop run it in an
-executor, as :class:`speech.transcriber.WhisperTranscriber` does.
+Resolution blocks (file copies, the network): callers on the event loop run it elsewhere —
+:class:`speech.transcriber.WhisperTranscriber` does it in its worker process.
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
 """Speech to text behind an interface: :class:`Transcriber`, with faster-whisper behind it.
 
 ``WhisperTranscriber`` keeps the event loop free: a bounded :class:`asyncio.Queue` feeds ONE
-worker task, which runs each job in a single-thread executor — decoding (PyAV), VAD (Silero,
-shipped inside faster-whisper, runs offline on onnxruntime) and the whole segment generator
-of ``WhisperModel.transcribe`` are consumed there, never on the loop. The model is resolved
-(:mod:`speech.models`) and loaded lazily on the first job, in that executor, once per
-process: every transcriber with the same directory, compute type and thread count shares it.
+worker task, which hands each job to a worker PROCESS of its own — decoding (PyAV), VAD
+(Silero, shipped inside faster-whisper, runs offline on onnxruntime) and the whole segment
+generator of ``WhisperModel.transcribe`` run there. A thread was not enough: the decoder's
+Python glue shares the GIL with the loop, which then lagged 90–120 ms whenever the machine
+was busy. The worker runs at a lower priority (``nice``), so the bot gets the CPU first,
+and it ignores Ctrl-C: the service closes it. The model is resolved (:mod:`speech.models`)
+and loaded once in that process, on ``load()`` or the first job, and reused for every job.
+A worker that dies (killed, out of memory, a crash in native code) fails only the job it
+ran, as ``failed``; the next job starts a fresh one.
 
 A full queue makes :meth:`WhisperTranscriber.transcribe` wait (back-pressure), it never drops
 a job. Every failure reaches the caller as a :class:`TranscriptionError` with a ``reason``:
@@ -22,11 +26,15 @@ import asyncio
 import contextlib
 import io
 import logging
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -109,12 +117,12 @@ class Transcriber(Protocol):
         ...
 
 
-# --- one model per process -----------------------------------------------------------------
+# --- in the worker process: one model per process -------------------------------------------
 
 _ModelKey: TypeAlias = tuple[str, str, int]  # (directory, compute type, cpu threads)
 _models: dict[_ModelKey, WhisperModel] = {}
 _loads: Counter[_ModelKey] = Counter()
-_models_lock = threading.Lock()  # held while a model loads (seconds): never taken on the event loop
+_models_lock = threading.Lock()
 
 
 def model_loads(path: str | None = None) -> int:
@@ -139,22 +147,75 @@ def _shared_model(path: str, compute_type: str, cpu_threads: int) -> WhisperMode
         return model
 
 
-# --- the faster-whisper transcriber ----------------------------------------------------------
+@dataclass(frozen=True)
+class _ModelSpec:
+    """Everything the worker needs to find and load the model (pickled to it)."""
+
+    spec: str
+    cache_dir: Path
+    compute_type: str
+    cpu_threads: int
+    vad: bool
 
 
-@dataclass
-class _Job:
-    audio: Audio
-    language: str | None
-    future: asyncio.Future[Transcript]
+@dataclass(frozen=True)
+class _Loaded:
+    resolved: ResolvedModel
+    loads: int  # WhisperModel constructions in the worker so far
+    pid: int
+
+
+def _worker_started(nice: int) -> None:
+    """The worker's initializer: background priority, and Ctrl-C is the service's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+
+
+def _load_in_worker(spec: _ModelSpec) -> _Loaded:
+    try:
+        resolved = resolve_model(spec.spec, spec.cache_dir)
+        _shared_model(resolved.path_or_name, spec.compute_type, spec.cpu_threads)
+        if spec.vad:  # the Silero session (asset inside faster-whisper): built now, not mid-job
+            from faster_whisper.vad import get_vad_model
+
+            get_vad_model()
+    except ModelNotAvailable as exc:
+        raise TranscriptionError("model", str(exc)) from None
+    except Exception as exc:
+        raise TranscriptionError("model", f"cannot load {spec.spec!r}: {type(exc).__name__}: {exc}") from None
+    return _Loaded(resolved, model_loads(resolved.path_or_name), os.getpid())
+
+
+def _transcribe_in_worker(
+    spec: _ModelSpec, path: str, options: dict[str, Any], audio: Audio, language: str | None
+) -> Transcript:
+    model = _shared_model(path, spec.compute_type, spec.cpu_threads)
+    pcm = _decode(audio)
+    started = time.monotonic()
+    try:
+        segments, info = model.transcribe(pcm, language=language, vad_filter=spec.vad, **options)
+        segs = [Segment(float(s.start), float(s.end), s.text.strip()) for s in segments]  # the generator does the work
+    except Exception as exc:
+        raise TranscriptionError("failed", f"{type(exc).__name__}: {exc}") from None
+    elapsed = time.monotonic() - started
+    log.debug("transcribed %.1f s of audio in %.1f s (RTF %.2f)", info.duration, elapsed, elapsed / max(info.duration, 1e-9))
+    return Transcript(
+        language=info.language,
+        duration=float(info.duration),
+        segments=segs,
+        text=" ".join(s.text for s in segs if s.text),
+        speech_duration=float(info.duration_after_vad) if spec.vad else None,
+    )
 
 
 def _decode_file(source: Any) -> np.ndarray:
     """Any audio PyAV reads → int16 PCM at 16 kHz mono, one frame at a time.
 
     Not ``faster_whisper.decode_audio``: that one ends with ``gc.collect()`` and resamples in
-    500 000-sample groups, each holding the GIL for 20–40 ms in a process the size of this
-    bot — enough to stall the event loop. Per-frame calls hold it for well under 5 ms.
+    500 000-sample groups, holding the GIL for 20–40 ms at a time. Harmless in the worker
+    process now, but frame by frame also keeps its memory flat on long calls.
     """
     import av
 
@@ -191,7 +252,7 @@ def _decode(audio: Audio) -> np.ndarray:
         except TranscriptionError:
             raise
         except Exception as exc:
-            raise TranscriptionError("audio", f"cannot decode: {type(exc).__name__}: {exc}") from exc
+            raise TranscriptionError("audio", f"cannot decode: {type(exc).__name__}: {exc}") from None
     if pcm.size == 0:
         raise TranscriptionError("audio", "no samples")
     if pcm.dtype == np.int16:
@@ -199,12 +260,22 @@ def _decode(audio: Audio) -> np.ndarray:
     return pcm.astype(np.float32, copy=False)
 
 
-class WhisperTranscriber:
-    """faster-whisper on the CPU, one job at a time, off the event loop.
+# --- in the service: the queue, the worker task and the worker process ------------------------
 
-    ``start()`` (or the first ``transcribe``) starts the worker; ``load()`` loads the model
-    now instead of on the first job; ``aclose()`` lets the running job finish and fails the
-    queued ones with ``reason="closed"``.
+
+@dataclass
+class _Job:
+    audio: Audio
+    language: str | None
+    future: asyncio.Future[Transcript]
+
+
+class WhisperTranscriber:
+    """faster-whisper on the CPU, one job at a time, in a worker process.
+
+    ``start()`` (or the first ``transcribe``) starts the worker task; ``load()`` starts the
+    process and loads the model now instead of on the first job; ``aclose()`` lets the running
+    job finish, fails the queued ones with ``reason="closed"`` and stops the process.
     """
 
     def __init__(
@@ -219,6 +290,7 @@ class WhisperTranscriber:
         beam_size: int = 2,
         vad_parameters: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        nice: int = 10,
     ) -> None:
         self.model_spec = model_spec
         self.cache_dir = Path(cache_dir)
@@ -229,9 +301,10 @@ class WhisperTranscriber:
         self.beam_size = beam_size
         self.vad_parameters = dict(vad_parameters) if vad_parameters else None
         self.options = dict(options) if options else {}  # more WhisperModel.transcribe keywords
+        self.nice = nice  # added to the worker's niceness: transcripts wait, the bot does not
         self.resolved: ResolvedModel | None = None
-        self._model: WhisperModel | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._loaded: _Loaded | None = None
+        self._process: ProcessPoolExecutor | None = None
         self._queue: asyncio.Queue[_Job | None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -243,7 +316,6 @@ class WhisperTranscriber:
             raise TranscriptionError("closed", "the transcriber is closed")
         if self._worker is not None:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
         self._queue = asyncio.Queue(maxsize=self.queue_size)
         self._worker = asyncio.create_task(self._work(), name="whisper-worker")
 
@@ -264,8 +336,7 @@ class WhisperTranscriber:
                     raise
             except Exception:  # pragma: no cover — the worker handles its own errors
                 log.exception("whisper worker ended with an error")
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        await self._stop_process()
 
     async def __aenter__(self) -> WhisperTranscriber:
         await self.start()
@@ -281,13 +352,18 @@ class WhisperTranscriber:
 
     @property
     def model_loads(self) -> int:
-        """Loads of this transcriber's model directory in this process (0 before the first)."""
-        return model_loads(self.resolved.path_or_name) if self.resolved else 0
+        """Loads of the model in the current worker process (0 before the first)."""
+        return self._loaded.loads if self._loaded else 0
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process that holds the model, once it is loaded."""
+        return self._loaded.pid if self._loaded else None
 
     # the API
 
     async def load(self) -> ResolvedModel:
-        """Resolve and load the model now (in the executor); raises ``TranscriptionError``."""
+        """Start the worker process and load the model in it now; raises ``TranscriptionError``."""
         await self.start()
         await self._ensure_model()
         assert self.resolved is not None
@@ -304,26 +380,46 @@ class WhisperTranscriber:
 
     # the worker
 
-    async def _ensure_model(self) -> WhisperModel:
-        if self._model is None:
-            loop = asyncio.get_running_loop()
-            self._model = await loop.run_in_executor(self._executor, self._load_blocking)
-        return self._model
+    def _spec(self) -> _ModelSpec:
+        return _ModelSpec(self.model_spec, self.cache_dir, self.compute_type, self.cpu_threads, self.vad)
 
-    def _load_blocking(self) -> WhisperModel:
+    def _options(self) -> dict[str, Any]:
+        return {
+            "beam_size": self.beam_size,
+            "vad_parameters": self.vad_parameters,
+            "condition_on_previous_text": False,  # a misheard phrase does not seed a loop
+            # No fallback to sampling at higher temperatures: on desk audio a window that
+            # fails the thresholds is noise or far-off speech, and each retry costs a full
+            # decode again (measured: RTF 0.29 with the fallback, 0.07 without, same words).
+            "temperature": 0.0,
+            **self.options,
+        }
+
+    async def _in_process(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` in the worker process (started on first use); a dead worker is replaced next time."""
+        if self._process is None:
+            # spawn, not fork: the service has threads (aiomqtt, the database driver) a fork would copy mid-lock
+            self._process = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_started, initargs=(self.nice,),
+            )
         try:
-            if self.resolved is None:
-                self.resolved = resolve_model(self.model_spec, self.cache_dir)
-            model = _shared_model(self.resolved.path_or_name, self.compute_type, self.cpu_threads)
-            if self.vad:  # the Silero session (asset inside faster-whisper): built now, not mid-job
-                from faster_whisper.vad import get_vad_model
+            return await asyncio.get_running_loop().run_in_executor(self._process, fn, *args)
+        except BrokenProcessPool as exc:
+            log.error("the whisper worker process stopped: %s", exc)
+            await self._stop_process()
+            raise TranscriptionError("failed", f"the transcription process stopped ({exc})") from exc
 
-                get_vad_model()
-            return model
-        except ModelNotAvailable as exc:
-            raise TranscriptionError("model", str(exc)) from exc
-        except Exception as exc:
-            raise TranscriptionError("model", f"cannot load {self.model_spec!r}: {type(exc).__name__}: {exc}") from exc
+    async def _stop_process(self) -> None:
+        process, self._process, self._loaded = self._process, None, None
+        if process is not None:  # joins the process: on a thread, not on the loop
+            await asyncio.to_thread(process.shutdown, wait=True, cancel_futures=True)
+
+    async def _ensure_model(self) -> _Loaded:
+        if self._loaded is None:
+            loaded: _Loaded = await self._in_process(_load_in_worker, self._spec())
+            self.resolved, self._loaded = loaded.resolved, loaded
+        return self._loaded
 
     def _fail_queued(self) -> None:
         assert self._queue is not None
@@ -334,7 +430,6 @@ class WhisperTranscriber:
 
     async def _work(self) -> None:
         assert self._queue is not None
-        loop = asyncio.get_running_loop()
         while True:
             job = await self._queue.get()
             if job is None or self._closed:
@@ -345,8 +440,10 @@ class WhisperTranscriber:
             if job.future.done():  # the caller gave up (cancelled) while it waited
                 continue
             try:
-                model = await self._ensure_model()
-                result = await loop.run_in_executor(self._executor, self._run_blocking, model, job.audio, job.language)
+                loaded = await self._ensure_model()
+                result = await self._in_process(
+                    _transcribe_in_worker, self._spec(), loaded.resolved.path_or_name, self._options(), job.audio, job.language
+                )
             except TranscriptionError as exc:
                 outcome: Transcript | BaseException = exc
             except Exception as exc:
@@ -360,33 +457,3 @@ class WhisperTranscriber:
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
-
-    def _run_blocking(self, model: WhisperModel, audio: Audio, language: str | None) -> Transcript:
-        pcm = _decode(audio)
-        started = time.monotonic()
-        try:
-            options: dict[str, Any] = {
-                "beam_size": self.beam_size,
-                "vad_filter": self.vad,
-                "vad_parameters": self.vad_parameters,
-                "condition_on_previous_text": False,  # a misheard phrase does not seed a loop
-                # No fallback to sampling at higher temperatures: on desk audio a window that
-                # fails the thresholds is noise or far-off speech, and each retry costs a full
-                # decode again (measured: RTF 0.29 with the fallback, 0.07 without, same words).
-                "temperature": 0.0,
-                **self.options,
-            }
-            segments, info = model.transcribe(pcm, language=language, **options)
-            # the generator does the decoding work: consume it here, in the executor
-            segs = [Segment(float(s.start), float(s.end), s.text.strip()) for s in segments]
-        except Exception as exc:
-            raise TranscriptionError("failed", f"{type(exc).__name__}: {exc}") from exc
-        elapsed = time.monotonic() - started
-        log.debug("transcribed %.1f s of audio in %.1f s (RTF %.2f)", info.duration, elapsed, elapsed / max(info.duration, 1e-9))
-        return Transcript(
-            language=info.language,
-            duration=float(info.duration),
-            segments=segs,
-            text=" ".join(s.text for s in segs if s.text),
-            speech_duration=float(info.duration_after_vad) if self.vad else None,
-        )

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -262,12 +264,30 @@ async def test_the_event_loop_stays_responsive_while_transcribing(ru: WhisperTra
 
 
 @requires_espeak
-async def test_the_model_is_loaded_once_for_two_transcriptions(ru: WhisperTranscriber, model_cache: Path) -> None:
+async def test_the_model_is_loaded_once_in_a_worker_process_and_reused(ru: WhisperTranscriber) -> None:
     clip = desk_clip([0.3, "Спасибо, хорошо.", 0.3], "ru")
     await ru.transcribe(clip)
-    async with WhisperTranscriber("packaged:base", model_cache) as other:
-        await other.transcribe(clip)
-    assert (ru.model_loads, other.model_loads) == (1, 1)
+    first_worker = ru.worker_pid
+    await ru.transcribe(clip)
+    assert (ru.model_loads, ru.worker_pid) == (1, first_worker)
+    assert first_worker is not None and first_worker != os.getpid()
+
+
+@requires_espeak
+async def test_a_killed_worker_fails_its_job_and_the_next_job_gets_a_fresh_one(ru: WhisperTranscriber) -> None:
+    await ru.load()
+    doomed = ru.worker_pid
+    assert doomed is not None
+    long_clip = desk_clip([0.3] + [RU_SENTENCE, 0.5] * 8, "ru")  # seconds of work: the kill lands mid-job
+    job = asyncio.create_task(ru.transcribe(long_clip, language="ru"))
+    await asyncio.sleep(0.3)
+    os.kill(doomed, signal.SIGKILL)
+    with pytest.raises(TranscriptionError) as err:
+        await job
+    assert err.value.reason == "failed" and "process" in err.value.detail
+    transcript = await ru.transcribe(desk_clip([0.3, RU_SENTENCE, 0.3], "ru"), language="ru")
+    assert len(heard(RU_WORDS, transcript)) >= 2, transcript.text
+    assert ru.worker_pid not in (None, doomed) and ru.model_loads == 1
 
 
 @requires_espeak
