@@ -58,9 +58,10 @@ class ReportService:
         self._clock = clock
         self._texts = texts
         self._kpi = kpi
-        # One thread draws the charts, one after another, while the next queries run: the
-        # database (another process, or SQLite's thread with the GIL released) works meanwhile.
-        self._charts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charts")
+        # Charts are drawn on threads: for a wide scope each one as soon as its data is in,
+        # while the next queries run (the database, another process or SQLite's thread with
+        # the GIL released, works meanwhile); for a small scope after the queries, two at once.
+        self._charts = ThreadPoolExecutor(max_workers=2, thread_name_prefix="charts")
 
     # --- who may see what -------------------------------------------------------------------
 
@@ -151,9 +152,17 @@ class ReportService:
         t = self._texts.t
         where = f"{self.scope_label(scope, locale)} · {format_period(period.start, period.end)}"
         album: dict[str, asyncio.Future[bytes]] = {}
+        # An employee's or a point's queries are a few milliseconds each: a chart drawn
+        # meanwhile (tens of ms, mostly holding the GIL) would only hold them up.
+        later: list[tuple[str, Callable[..., bytes], object, str]] | None = (
+            [] if scope.staff_id is not None or scope.point_id is not None else None
+        )
 
         def draw(name: str, render: Callable[..., bytes], data: object, title: str) -> None:
-            album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+            if later is None:
+                album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+            else:
+                later.append((name, render, data, title))
 
         compliance = await self._kpi.compliance_daily(scope, period)
         draw("compliance", charts.render_comment_compliance,
@@ -182,6 +191,8 @@ class ReportService:
         # an employee's negatives split by whose control their reasons were in
         split = await self._kpi.negatives_by_control(scope, period, locale) if scope.staff_id is not None else None
         queried = time.perf_counter()
+        for name, render, data, title in later or ():
+            album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
         order = ("daily", "ranking", "heatmap", "compliance", "reasons", "sales")
         pngs = list(await asyncio.gather(*(album[name] for name in order if name in album)))
         rendered = time.perf_counter()
