@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import os
 import re
 import shutil
@@ -816,11 +817,17 @@ async def seed(args: argparse.Namespace) -> None:
 
 
 class SqlProbe:
-    """Times every statement the measuring task runs, labelled by the KpiService method(s) on the stack."""
+    """Times every statement a measured build runs, labelled by the KpiService method(s) on the stack.
+
+    The report runs its queries concurrently (tasks), so "measured" and the method stack live
+    in context variables, which each task copies from the build that started it. On SQLite the
+    statements still run one at a time on the single connection; on PostgreSQL they overlap,
+    and their times then add up to more than the build's wall time.
+    """
 
     def __init__(self) -> None:
-        self.task: asyncio.Task[Any] | None = None
-        self.stack: list[str] = []
+        self.measuring: contextvars.ContextVar[bool] = contextvars.ContextVar("measuring", default=False)
+        self.stack: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("stack", default=())
         self.log: list[tuple[str, str, list[Any], float]] = []  # label, sql, values, seconds
         self.calls: list[tuple[str, float]] = []  # label, seconds of a KpiService method call
 
@@ -833,7 +840,7 @@ class SqlProbe:
 
     def _timed(self, original: Callable[..., Any]) -> Callable[..., Any]:
         async def timed(query: str, values: list[Any] | None = None) -> Any:
-            if asyncio.current_task() is not self.task:
+            if not self.measuring.get():
                 return await original(query, values)
             t0 = time.perf_counter()
             try:
@@ -845,22 +852,22 @@ class SqlProbe:
 
     def _labelled(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         async def labelled(*args: Any, **kwargs: Any) -> Any:
-            if asyncio.current_task() is not self.task:
+            if not self.measuring.get():
                 return await original(*args, **kwargs)
-            self.stack.append(name)
+            token = self.stack.set((*self.stack.get(), name))
             label = self.label()
             t0 = time.perf_counter()
             try:
                 return await original(*args, **kwargs)
             finally:
                 self.calls.append((label, time.perf_counter() - t0))
-                self.stack.pop()
+                self.stack.reset(token)
 
         return labelled
 
     def label(self) -> str:
         parts, seen_summary = [], False
-        for name in self.stack:
+        for name in self.stack.get():
             if name == "summary":
                 parts.append("summary(previous)" if seen_summary else "summary")
                 seen_summary = True
@@ -869,8 +876,9 @@ class SqlProbe:
         return " → ".join(parts) or "(outside KpiService)"
 
     def take(self) -> tuple[list[tuple[str, str, list[Any], float]], dict[str, float]]:
-        """The statements since the last call, and each method's own Python time (its time minus
-        its statements and the methods it called): building queries, turning rows into objects."""
+        """The statements since the last call, and each method's own time (its time minus its
+        statements and the methods it called): building queries, turning rows into objects,
+        and, as the queries run concurrently, waiting for the connection or for other tasks."""
         log, calls, self.log, self.calls = self.log, self.calls, [], []
         total: dict[str, float] = defaultdict(float)
         for label, seconds in calls:
@@ -1077,7 +1085,7 @@ async def direct_builds(args: argparse.Namespace, reports: Any, probe: SqlProbe,
                         result: ScenarioResult) -> None:
     """``ReportService.build`` without Telegram, every statement timed and labelled."""
     per_build: list[dict[str, float]] = []
-    probe.task = asyncio.current_task()
+    token = probe.measuring.set(True)  # the build's tasks copy it
     try:
         for _ in range(args.runs):
             probe.take()
@@ -1097,7 +1105,7 @@ async def direct_builds(args: argparse.Namespace, reports: Any, probe: SqlProbe,
             result.statement_count = dict(counts)
             per_build.append(times)
     finally:
-        probe.task = None
+        probe.measuring.reset(token)
     for key in {k for b in per_build for k in b}:
         result.statements[key] = [b.get(key, 0.0) for b in per_build]
 
@@ -1508,9 +1516,9 @@ def render_report(args: argparse.Namespace, kind: str, facts: dict[str, Any], re
         t.add("", "  first run (cold: caches, fonts)", ms(r.cold[1]), "")
         t.add("", "  other jobs' CPU during these runs", f"{r.others_cores:.2f} cores", "")
         t.add("", "query, build called directly", ms(p50(dq)), ms(p95(dq)))
-        t.add("", "  of which SQL statements (sum)", ms(p50(r.sql_total)), ms(p95(r.sql_total)))
+        t.add("", "  SQL statements, their times added up (they overlap on PostgreSQL)", ms(p50(r.sql_total)), ms(p95(r.sql_total)))
         python = [q_ - sql_ for (q_, _), sql_ in zip(r.direct, r.sql_total, strict=False)]
-        t.add("", "  of which Python (ORM, row conversion, …)", ms(p50(python)), ms(p95(python)))
+        t.add("", "  query time minus that sum (Python; negative: overlap)", ms(p50(python)), ms(p95(python)))
         t.add("", "render, build called directly", ms(p50([b for _, b in r.direct])), ms(p95([b for _, b in r.direct])))
         for name, values in r.charts.items():
             t.add("", f"  chart: {name} ({r.chart_bytes[name] / 1024:.0f} KiB)", ms(p50(values)), ms(p95(values)),
@@ -1536,7 +1544,8 @@ def render_report(args: argparse.Namespace, kind: str, facts: dict[str, Any], re
             qt.add(key, count, ms(p50(r.statements[key])), f"{100 * p50(r.statements[key]) / total:.0f} %")
         out.append(qt.render())
         out.append(f"\n(“{PYTHON}”: the method's own time outside its SQL statements — building the query, turning rows "
-                   "into Python objects (dates and timestamps parsed per row), arithmetic; share: of the query time)")
+                   "into Python objects, arithmetic, and, as the report's queries run concurrently, waiting for the "
+                   "connection or for the other tasks; share: of the query time, and the shares overlap)")
         for key, seconds, plan in r.plans:
             out += ["", f"plan of {key} ({ms(seconds)}):", "```", *plan, "```"]
         if r.hand_plan:

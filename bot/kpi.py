@@ -35,14 +35,15 @@ the rating and an employee's own figures span every office they worked in.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import IntegrityError
@@ -92,6 +93,7 @@ __all__ = [
     "parse_period",
 ]
 
+T = TypeVar("T")
 MAX_PERIOD_DAYS = 366
 MAX_SERVED_PER_DAY = 100_000
 
@@ -598,6 +600,11 @@ def _counted(value: RatingValue) -> Q:
     return Q(value=value, excluded_reason="")
 
 
+async def _fetch(query: Awaitable[T]) -> T:
+    """A query as a coroutine, for ``TaskGroup.create_task``."""
+    return await query
+
+
 def _sum(value: Any) -> int:
     return int(value or 0)  # SUM over no rows is NULL, and a Decimal on PostgreSQL
 
@@ -610,7 +617,8 @@ class KpiService:
     (office and company scopes only); valid ratings per office-day (only when some office-day
     has a served figure); comment compliance per day; comment times (only when a negative of
     the period was commented); submitted scores per office (sales-standard compliance); NPS
-    answers per score (``nps``, in the brief comparison too).
+    answers per score (``nps``, in the brief comparison too). They run concurrently: on
+    PostgreSQL on several pooled connections, on SQLite one after another on its connection.
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -625,20 +633,27 @@ class KpiService:
         which halves a report's queries over the largest tables. ``comment_days``: this
         period's ``compliance_daily`` when the caller has it already (a report draws it), so
         the comment figures are added up from it instead of queried twice."""
-        rows = (
-            await RatingTally.filter(**scope.local_days(period))
-            .annotate(n=Sum("ratings"))
-            .group_by("value", "excluded_reason")
-            .values("value", "excluded_reason", "n")
-        )
+        # the figures come from different tables and do not depend on each other: queried at once
+        async with asyncio.TaskGroup() as queries:
+            counted = queries.create_task(_fetch(
+                RatingTally.filter(**scope.local_days(period))
+                .annotate(n=Sum("ratings"))
+                .group_by("value", "excluded_reason")
+                .values("value", "excluded_reason", "n")
+            ))
+            scored = queries.create_task(self.summary_sales_compliance(scope, period)) if not brief else None
+            served = queries.create_task(self.served(scope, period)) if not brief else None
+            comments = queries.create_task(self._comment_stats(scope, period, with_median=not brief, days=comment_days))
+            previous = queries.create_task(self.summary(scope, period.previous(), brief=True)) if compare else None
+            nps = queries.create_task(self.nps(scope, period))
         counts: dict[RatingValue, int] = defaultdict(int)
         excluded: dict[ExclusionReason, int] = defaultdict(int)
-        for row in rows:
+        for row in counted.result():
             if not row["excluded_reason"]:
                 counts[RatingValue(row["value"])] += _sum(row["n"])
             else:
                 excluded[ExclusionReason(row["excluded_reason"])] += _sum(row["n"])
-        sales, scored = (None, 0) if brief else await self.summary_sales_compliance(scope, period)
+        sales, scores = scored.result() if scored is not None else (None, 0)
         return KpiSummary(
             scope=scope,
             period=period,
@@ -646,11 +661,11 @@ class KpiService:
             neutral=counts[RatingValue.NEUTRAL],
             bad=counts[RatingValue.BAD],
             excluded=dict(excluded),
-            served=Served() if brief else await self.served(scope, period),
-            comments=await self._comment_stats(scope, period, with_median=not brief, days=comment_days),
-            previous=await self.summary(scope, period.previous(), brief=True) if compare else None,
-            sales_compliance=sales, sales_scored=scored,
-            nps=await self.nps(scope, period),
+            served=served.result() if served is not None else Served(),
+            comments=comments.result(),
+            previous=previous.result() if previous is not None else None,
+            sales_compliance=sales, sales_scored=scores,
+            nps=nps.result(),
         )
 
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
@@ -759,24 +774,29 @@ class KpiService:
         found.sort(key=lambda r: (-r.count, r.label, r.reason_id))
         return found
 
-    async def negatives_by_control(self, scope: Scope, period: Period, locale: str = "ru") -> NegativeSplit:
+    async def negatives_by_control(
+        self, scope: Scope, period: Period, locale: str = "ru", summary: KpiSummary | None = None
+    ) -> NegativeSplit:
         """The scope's valid negatives split by the reasons given with them (``NegativeSplit``),
         for "reasons outside the employee's control" in an employee's report, and the adjusted
         like-index that leaves out the negatives whose reasons were all outside it.
 
         Three grouped queries at most, and the ids of the staff-related reasons: the counts by
-        kind from the tallies; the negatives with reasons (distinct ratings, and those with a
+        kind from the tallies (or from ``summary``, the same scope and period's); the negatives with reasons (distinct ratings, and those with a
         staff-related reason); and, when some negatives had only outside reasons, those reasons
         per reason (for their labels).
         """
         counts: dict[str, int] = defaultdict(int)
-        for row in (
-            await RatingTally.filter(_COUNTED, **scope.local_days(period))
-            .annotate(n=Sum("ratings"))
-            .group_by("value")
-            .values("value", "n")
-        ):
-            counts[str(row["value"])] += _sum(row["n"])
+        if summary is not None and (summary.scope, summary.period) == (scope, period):  # the report has them already
+            counts.update({RatingValue.GOOD: summary.good, RatingValue.NEUTRAL: summary.neutral, RatingValue.BAD: summary.bad})
+        else:
+            for row in (
+                await RatingTally.filter(_COUNTED, **scope.local_days(period))
+                .annotate(n=Sum("ratings"))
+                .group_by("value")
+                .values("value", "n")
+            ):
+                counts[str(row["value"])] += _sum(row["n"])
         negatives = dict(
             rating__excluded_reason__isnull=True, rating__value=RatingValue.BAD, **scope.ratings(period, prefix="rating__")
         )
@@ -835,10 +855,11 @@ class KpiService:
         if scope.point_id is not None:
             presence_query = presence_query.filter(point_id=scope.point_id)
         if scope.staff_id is not None:
-            presence_query = presence_query.filter(staff_code__in=Subquery(Staff.filter(id=scope.staff_id).values("code")))
+            presence_query = presence_query.filter(staff_code=Subquery(Staff.filter(id=scope.staff_id).values("code")))
+        # point_id, not id, is counted: it is in the day indexes, so the count reads only the index
         figures: dict[tuple[int, date], tuple[int, ServedSource]] = {
             (row["point__office_id"], row["local_date"]): (row["n"], "presence")
-            for row in await presence_query.annotate(n=Count("id"))
+            for row in await presence_query.annotate(n=Count("point_id"))
             .group_by("point__office_id", "local_date")
             .values("point__office_id", "local_date", "n")
         }

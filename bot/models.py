@@ -8,8 +8,21 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from datetime import date
+
 from tortoise import fields
 from tortoise.models import Model
+
+
+class LocalDateField(fields.DateField):  # type: ignore[type-arg]
+    """A DATE column read with ``date.fromisoformat``: SQLite hands dates back as text, and
+    Tortoise's general ISO 8601 parser took ~7 µs a value — half the Python time of an
+    employee's year report, which reads a thousand local days."""
+
+    def to_python_value(self, value: object) -> date | None:
+        if isinstance(value, str) and len(value) == 10:
+            return date.fromisoformat(value)
+        return super().to_python_value(value)
 
 
 class Role(StrEnum):
@@ -194,7 +207,7 @@ class Rating(Model):
     excluded_reason = fields.CharEnumField(ExclusionReason, max_length=16, null=True)
     excluded_by = fields.CharField(max_length=64, null=True)
     # the office's local calendar, fixed at insert: reports group by it in SQL on any database
-    local_date = fields.DateField(null=True)
+    local_date = LocalDateField(null=True)
     local_hour = fields.SmallIntField(null=True)
     channel = fields.CharEnumField(Channel, max_length=8, default=Channel.BUTTON, db_default="button")
     customer_text = fields.TextField(null=True)  # what the customer wrote at the kiosk or on the QR page
@@ -218,7 +231,7 @@ class RatingTally(Model):
     """
 
     id = fields.BigIntField(primary_key=True)
-    local_date = fields.DateField()
+    local_date = LocalDateField()
     office_id = fields.IntField()
     point_id = fields.IntField()
     staff_id = fields.IntField()
@@ -360,11 +373,12 @@ class PresenceEvent(Model):
     ticket = fields.CharField(max_length=32, null=True)
     staff_code = fields.CharField(max_length=64, null=True)
     ts = fields.DatetimeField()
-    local_date = fields.DateField(null=True)  # the office's local day: clients served are counted per day
+    local_date = LocalDateField(null=True)  # the office's local day: clients served are counted per day
 
     class Meta:
         table = "presence_event"
-        indexes = (("point_id", "ts"), ("local_date", "point_id"), ("staff_code", "local_date"))
+        # state and point in the day indexes: counting clients served reads only the index
+        indexes = (("point_id", "ts"), ("local_date", "point_id", "state"), ("staff_code", "local_date", "state", "point_id"))
 
 
 class ServedClients(Model):
@@ -372,7 +386,7 @@ class ServedClients(Model):
 
     id = fields.IntField(primary_key=True)
     office: fields.ForeignKeyRelation[Office] = fields.ForeignKeyField("models.Office", related_name="served")
-    day = fields.DateField()
+    day = LocalDateField()
     clients = fields.IntField()
     entered_by: fields.ForeignKeyNullableRelation[Staff] = fields.ForeignKeyField(
         "models.Staff", related_name="served_entries", null=True
@@ -601,7 +615,7 @@ class NpsAnswer(Model):
     score = fields.SmallIntField()
     reason_text = fields.TextField(null=True)
     ts = fields.DatetimeField()
-    local_date = fields.DateField()
+    local_date = LocalDateField()
     received_at = fields.DatetimeField()
 
     class Meta:
@@ -632,7 +646,7 @@ class Complaint(Model):
     contact = fields.CharField(max_length=200, null=True)
     consent = fields.BooleanField(default=False)
     ts = fields.DatetimeField()
-    local_date = fields.DateField()
+    local_date = LocalDateField()
     received_at = fields.DatetimeField()
     status = fields.CharEnumField(ComplaintStatus, max_length=8, default=ComplaintStatus.OPEN, db_index=True)
     chat_id = fields.BigIntField(null=True)

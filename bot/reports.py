@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import calendar
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from charts import kpi as charts
@@ -32,6 +33,7 @@ from bot.scoring import META
 from bot.speech_service import split_message
 from bot.texts import Texts, _
 
+T = TypeVar("T")
 DEFAULT_ZONE = ZoneInfo("Europe/Moscow")
 WIDE_ROLES = (Role.ADMIN, Role.QUALITY)
 MY_SCORES = 5  # the latest scores /me shows
@@ -164,32 +166,49 @@ class ReportService:
             else:
                 later.append((name, render, data, title))
 
-        compliance = await self._kpi.compliance_daily(scope, period)
-        draw("compliance", charts.render_comment_compliance,
-             [charts.ComplianceDay(c.day, c.due, c.on_time) for c in compliance], t(locale, "Comment compliance") + f": {where}")
-        daily = await self._kpi.daily(scope, period)
-        draw("daily", charts.render_daily_ratings,
-             [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in daily], t(locale, "Ratings by day") + f": {where}")
-        with_ranking = with_ranking and scope.staff_id is None
-        if with_ranking:  # drawn even when empty: its empty state says nobody was identified
-            ranking = await self._kpi.staff_ranking(scope, period)
-            draw("ranking", charts.render_staff_ranking, [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
-                 t(locale, "Employees by like-index") + f": {where}")
-        heatmap = await self._kpi.negatives_by_weekday_hour(scope, period)
-        draw("heatmap", charts.render_negatives_heatmap, heatmap, t(locale, "When negatives happen") + f": {where}")
-        reasons = await self._kpi.reasons(scope, period, locale)
-        draw("reasons", charts.render_reasons_pareto,
-             [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
-             t(locale, "Reasons for dissatisfaction") + f": {where}")
-        if scope.staff_id is None:  # offices, points, the company; empty state: nothing scored
-            # compliance is monthly: the title names the months the period touches
-            sales = await self._kpi.sales_compliance(scope, period)
-            draw("sales", charts.render_sales_compliance,
-                 [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
-                 t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}")
-        summary = await self._kpi.summary(scope, period, compare=True, comment_days=compliance)
-        # an employee's negatives split by whose control their reasons were in
-        split = await self._kpi.negatives_by_control(scope, period, locale) if scope.staff_id is not None else None
+        async def charted(name: str, query: Awaitable[T], render: Callable[..., bytes], data: Callable[[T], object], title: str) -> T:
+            rows = await query
+            draw(name, render, data(rows), title)
+            return rows
+
+        # The queries do not depend on each other (but the summary reuses compliance by day):
+        # they run at once — on PostgreSQL on several connections, on SQLite one after another
+        # on its single connection — and each chart is handed to `draw` as soon as its data is in.
+        staff_scope = scope.staff_id is not None
+        async with asyncio.TaskGroup() as queries:
+            compliance = queries.create_task(charted(
+                "compliance", self._kpi.compliance_daily(scope, period), charts.render_comment_compliance,
+                lambda days: [charts.ComplianceDay(c.day, c.due, c.on_time) for c in days], t(locale, "Comment compliance") + f": {where}"))
+            queries.create_task(charted(
+                "daily", self._kpi.daily(scope, period), charts.render_daily_ratings,
+                lambda days: [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in days], t(locale, "Ratings by day") + f": {where}"))
+            if with_ranking and not staff_scope:  # drawn even when empty: its empty state says nobody was identified
+                queries.create_task(charted(
+                    "ranking", self._kpi.staff_ranking(scope, period), charts.render_staff_ranking,
+                    lambda ranking: [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
+                    t(locale, "Employees by like-index") + f": {where}"))
+            queries.create_task(charted(
+                "heatmap", self._kpi.negatives_by_weekday_hour(scope, period), charts.render_negatives_heatmap,
+                lambda matrix: matrix, t(locale, "When negatives happen") + f": {where}"))
+            queries.create_task(charted(
+                "reasons", self._kpi.reasons(scope, period, locale), charts.render_reasons_pareto,
+                lambda reasons: [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
+                t(locale, "Reasons for dissatisfaction") + f": {where}"))
+            if not staff_scope:  # offices, points, the company; empty state: nothing scored
+                # compliance is monthly: the title names the months the period touches
+                queries.create_task(charted(
+                    "sales", self._kpi.sales_compliance(scope, period), charts.render_sales_compliance,
+                    lambda sales: [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
+                    t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}"))
+
+            async def summarised() -> tuple[KpiSummary, NegativeSplit | None]:
+                summary = await self._kpi.summary(scope, period, compare=True, comment_days=await compliance)
+                # an employee's negatives split by whose control their reasons were in
+                split = await self._kpi.negatives_by_control(scope, period, locale, summary) if staff_scope else None
+                return summary, split
+
+            summarising = queries.create_task(summarised())
+        summary, split = summarising.result()
         queried = time.perf_counter()
         for name, render, data, title in later or ():
             album[name] = loop.run_in_executor(self._charts, render, data, title, labels)

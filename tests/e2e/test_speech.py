@@ -89,9 +89,10 @@ async def test_negative_gets_the_conversation_as_voice_and_a_russian_transcript(
     assert stored == {h.rule for h in heard.forbidden_hits} | {n for n, ok in heard.required_found.items() if ok}
     assert len(stored) >= 2
 
-    # the employee answers by voice: the comment is transcribed and shown in the post
+    # the employee answers by voice (Anna: the responsible one when W1's roster has her on at
+    # this hour, an office colleague otherwise): the comment is transcribed and shown in the post
     spoken = desk_clip([0.3, "Сегодня скидка на телефон.", 0.5, "Спасибо, хорошо.", 0.3], "ru", fmt="ogg")
-    await emu.user_voice(STAFF_CHAT, 5003, spoken, duration=3, reply_to_message_id=post["message_id"])
+    await emu.user_voice(STAFF_CHAT, 5001, spoken, duration=3, reply_to_message_id=post["message_id"])
     edited = await emu.wait_for(
         lambda: (m := emu.message(STAFF_CHAT, post["message_id"])) and "🎙" in m["text"] and m, timeout=60,
         what="post edited with the comment's transcript",

@@ -129,6 +129,9 @@ async def test_an_employees_negatives_split_by_control(org: Org, kpi: KpiService
     assert split.no_reason == 1
     assert split.like_index == pytest.approx((3 - 4) / 8 * 100)  # −12.5
     assert split.adjusted_like_index == pytest.approx((3 - 2) / (3 + 1 + 2) * 100)  # +16.7: price and stock not his
+    # a report passes its summary of the same scope and period: the counts come from it, the split is the same
+    summary = await kpi.summary(Scope.staff(org.boris.id), WEEK)
+    assert await kpi.negatives_by_control(Scope.staff(org.boris.id), WEEK, summary=summary) == split
     anna = await kpi.negatives_by_control(Scope.staff(org.anna.id), WEEK, locale="en")
     assert (anna.negatives, anna.staff_related, anna.outside_only, anna.outside_labels) == (2, 1, 1, ("Queue",))
     assert anna.adjusted_like_index == pytest.approx(-100.0)  # only the rude one counts, and nothing good
