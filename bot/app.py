@@ -250,7 +250,8 @@ def build(
         fetch_voice=voice_fetcher(bot) if bot is not None else None,
     )
 
-    kpi = KpiService(clock)
+    # at once on PostgreSQL's pool; one after another on SQLite's single connection
+    kpi = KpiService(clock, queries_at_once=not settings.database_url.startswith("sqlite"))
     reports = ReportService(clock, texts, kpi)
     digests = DigestService(
         clock, texts, kpi, lambda: holder.directory, reports.summary_text, settings.digest_time,

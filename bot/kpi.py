@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import inspect
 import re
 import statistics
 from collections import defaultdict
@@ -600,6 +601,11 @@ def _counted(value: RatingValue) -> Q:
     return Q(value=value, excluded_reason="")
 
 
+async def _given(value: T) -> T:
+    """A value where a query is skipped, among the ones :meth:`KpiService.together` runs."""
+    return value
+
+
 async def _fetch(query: Awaitable[T]) -> T:
     """A query as a coroutine, for ``TaskGroup.create_task``."""
     return await query
@@ -617,43 +623,63 @@ class KpiService:
     (office and company scopes only); valid ratings per office-day (only when some office-day
     has a served figure); comment compliance per day; comment times (only when a negative of
     the period was commented); submitted scores per office (sales-standard compliance); NPS
-    answers per score (``nps``, in the brief comparison too). They run concurrently: on
-    PostgreSQL on several pooled connections, on SQLite one after another on its connection.
+    answers per score (``nps``, in the brief comparison too).
+
+    ``queries_at_once``: independent queries run concurrently (:meth:`together`) — on
+    PostgreSQL on several pooled connections. On SQLite's single connection they would only
+    queue, and the loop and the driver's thread then trade the GIL: one after another is faster.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, queries_at_once: bool = True) -> None:
         self._clock = clock
+        self.queries_at_once = queries_at_once
+
+    async def together(self, *calls: Awaitable[Any]) -> list[Any]:
+        """The results of independent queries (coroutines or Tortoise querysets), in order."""
+        if self.queries_at_once:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(_fetch(call)) for call in calls]
+            return [task.result() for task in tasks]
+        results: list[Any] = []
+        try:
+            for call in calls:
+                results.append(await call)
+        finally:
+            for left in calls[len(results) + 1:]:  # never started: close them quietly
+                if inspect.iscoroutine(left):
+                    left.close()
+        return results
 
     async def summary(
         self, scope: Scope, period: Period, compare: bool = False, brief: bool = False,
-        comment_days: Sequence[ComplianceDay] | None = None,
+        comment_days: Sequence[ComplianceDay] | None = None, previous_comment_days: Sequence[ComplianceDay] | None = None,
     ) -> KpiSummary:
         """``compare`` adds the previous period of the same length, ``brief``: only what a
         comparison shows (counts and comment compliance; no served figures, median or scores),
         which halves a report's queries over the largest tables. ``comment_days``: this
         period's ``compliance_daily`` when the caller has it already (a report draws it), so
-        the comment figures are added up from it instead of queried twice."""
-        # the figures come from different tables and do not depend on each other: queried at once
-        async with asyncio.TaskGroup() as queries:
-            counted = queries.create_task(_fetch(
-                RatingTally.filter(**scope.local_days(period))
-                .annotate(n=Sum("ratings"))
-                .group_by("value", "excluded_reason")
-                .values("value", "excluded_reason", "n")
-            ))
-            scored = queries.create_task(self.summary_sales_compliance(scope, period)) if not brief else None
-            served = queries.create_task(self.served(scope, period)) if not brief else None
-            comments = queries.create_task(self._comment_stats(scope, period, with_median=not brief, days=comment_days))
-            previous = queries.create_task(self.summary(scope, period.previous(), brief=True)) if compare else None
-            nps = queries.create_task(self.nps(scope, period))
+        the comment figures are added up from it instead of queried twice; ``previous_comment_days``
+        the same for the previous period (a report asks for both periods' days at once)."""
+        # the figures come from different tables and do not depend on each other
+        rows, scored, served, comments, previous, nps = await self.together(
+            RatingTally.filter(**scope.local_days(period))
+            .annotate(n=Sum("ratings"))
+            .group_by("value", "excluded_reason")
+            .values("value", "excluded_reason", "n"),
+            _given((None, 0)) if brief else self.summary_sales_compliance(scope, period),
+            _given(Served()) if brief else self.served(scope, period),
+            self._comment_stats(scope, period, with_median=not brief, days=comment_days),
+            self.summary(scope, period.previous(), brief=True, comment_days=previous_comment_days) if compare else _given(None),
+            self.nps(scope, period),
+        )
         counts: dict[RatingValue, int] = defaultdict(int)
         excluded: dict[ExclusionReason, int] = defaultdict(int)
-        for row in counted.result():
+        for row in rows:
             if not row["excluded_reason"]:
                 counts[RatingValue(row["value"])] += _sum(row["n"])
             else:
                 excluded[ExclusionReason(row["excluded_reason"])] += _sum(row["n"])
-        sales, scores = scored.result() if scored is not None else (None, 0)
+        sales, scores = scored
         return KpiSummary(
             scope=scope,
             period=period,
@@ -661,11 +687,11 @@ class KpiService:
             neutral=counts[RatingValue.NEUTRAL],
             bad=counts[RatingValue.BAD],
             excluded=dict(excluded),
-            served=served.result() if served is not None else Served(),
-            comments=comments.result(),
-            previous=previous.result() if previous is not None else None,
+            served=served,
+            comments=comments,
+            previous=previous,
             sales_compliance=sales, sales_scored=scores,
-            nps=nps.result(),
+            nps=nps,
         )
 
     async def daily(self, scope: Scope, period: Period) -> list[DayCounts]:
@@ -781,10 +807,10 @@ class KpiService:
         for "reasons outside the employee's control" in an employee's report, and the adjusted
         like-index that leaves out the negatives whose reasons were all outside it.
 
-        Three grouped queries at most, and the ids of the staff-related reasons: the counts by
-        kind from the tallies (or from ``summary``, the same scope and period's); the negatives with reasons (distinct ratings, and those with a
-        staff-related reason); and, when some negatives had only outside reasons, those reasons
-        per reason (for their labels).
+        Three grouped queries at most, and the reasons table (small: the org file's list): the
+        counts by kind from the tallies (or from ``summary``, the same scope and period's); the
+        negatives with reasons (distinct ratings, and those with a staff-related reason); and,
+        when some negatives had only outside reasons, those reasons per reason (for their labels).
         """
         counts: dict[str, int] = defaultdict(int)
         if summary is not None and (summary.scope, summary.period) == (scope, period):  # the report has them already
@@ -800,9 +826,11 @@ class KpiService:
         negatives = dict(
             rating__excluded_reason__isnull=True, rating__value=RatingValue.BAD, **scope.ratings(period, prefix="rating__")
         )
-        # the reasons table is small (the org file's list): its staff-related ids as a literal list
-        # (a related field inside an aggregate's filter is not joined by Tortoise)
-        blamed_ids = list(await Reason.filter(staff_related=True).values_list("id", flat=True))
+        # the reasons table is small (the org file's list): read whole, once, for the staff-related
+        # ids as a literal list (a related field inside an aggregate's filter is not joined by
+        # Tortoise) and for the labels
+        catalogue = {r.id: r for r in await Reason.all()}
+        blamed_ids = [r.id for r in catalogue.values() if r.staff_related]
         with_reason = staff_related = 0
         for row in (
             await RatingReason.filter(**negatives)
@@ -828,7 +856,7 @@ class KpiService:
             )
             names = {
                 r.id: ((r.label_en or r.label) if locale == "en" else r.label)
-                for r in await Reason.filter(id__in=[row["reason_id"] for row in rows])
+                for r in (catalogue.get(row["reason_id"]) for row in rows) if r is not None
             }
             rows.sort(key=lambda row: (-_sum(row["n"]), names.get(row["reason_id"], "")))
             labels = tuple(names[row["reason_id"]] for row in rows if row["reason_id"] in names)

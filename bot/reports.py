@@ -25,7 +25,7 @@ from charts.style import LABELS_EN, LABELS_RU, format_period
 from bot.clock import Clock
 from bot.errors import AccessDenied, NotFound
 from bot.exports import export_rows, to_csv, to_xlsx
-from bot.kpi import KpiService, KpiSummary, NegativeSplit, Period, Scope, local_today, parse_period
+from bot.kpi import ComplianceDay, KpiService, KpiSummary, NegativeSplit, Period, Scope, local_today, parse_period
 from bot import checklists
 from bot.checklists import Checklist
 from bot.models import ExclusionReason, Office, Point, Role, Score, ScoreStatus, Staff
@@ -171,44 +171,55 @@ class ReportService:
             draw(name, render, data(rows), title)
             return rows
 
-        # The queries do not depend on each other (but the summary reuses compliance by day):
-        # they run at once — on PostgreSQL on several connections, on SQLite one after another
-        # on its single connection — and each chart is handed to `draw` as soon as its data is in.
+        # The queries do not depend on each other, except that the summary adds up compliance by
+        # day: ``together`` runs them at once where the database can (PostgreSQL), else in this
+        # order, and each chart is handed to ``draw`` as soon as its data is in.
         staff_scope = scope.staff_id is not None
-        async with asyncio.TaskGroup() as queries:
-            compliance = queries.create_task(charted(
-                "compliance", self._kpi.compliance_daily(scope, period), charts.render_comment_compliance,
-                lambda days: [charts.ComplianceDay(c.day, c.due, c.on_time) for c in days], t(locale, "Comment compliance") + f": {where}"))
-            queries.create_task(charted(
-                "daily", self._kpi.daily(scope, period), charts.render_daily_ratings,
-                lambda days: [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in days], t(locale, "Ratings by day") + f": {where}"))
-            if with_ranking and not staff_scope:  # drawn even when empty: its empty state says nobody was identified
-                queries.create_task(charted(
-                    "ranking", self._kpi.staff_ranking(scope, period), charts.render_staff_ranking,
-                    lambda ranking: [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
-                    t(locale, "Employees by like-index") + f": {where}"))
-            queries.create_task(charted(
-                "heatmap", self._kpi.negatives_by_weekday_hour(scope, period), charts.render_negatives_heatmap,
-                lambda matrix: matrix, t(locale, "When negatives happen") + f": {where}"))
-            queries.create_task(charted(
-                "reasons", self._kpi.reasons(scope, period, locale), charts.render_reasons_pareto,
-                lambda reasons: [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
-                t(locale, "Reasons for dissatisfaction") + f": {where}"))
-            if not staff_scope:  # offices, points, the company; empty state: nothing scored
-                # compliance is monthly: the title names the months the period touches
-                queries.create_task(charted(
-                    "sales", self._kpi.sales_compliance(scope, period), charts.render_sales_compliance,
-                    lambda sales: [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
-                    t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}"))
+        previous = period.previous()
+        compliance: asyncio.Future[list[ComplianceDay]] = loop.create_future()
 
-            async def summarised() -> tuple[KpiSummary, NegativeSplit | None]:
-                summary = await self._kpi.summary(scope, period, compare=True, comment_days=await compliance)
-                # an employee's negatives split by whose control their reasons were in
-                split = await self._kpi.negatives_by_control(scope, period, locale, summary) if staff_scope else None
-                return summary, split
+        async def compliance_charted() -> None:
+            # compliance by day for both periods in one statement: the chart and the comparison
+            days = await charted(
+                "compliance", self._kpi.compliance_daily(scope, Period(previous.start, period.end)),
+                charts.render_comment_compliance,
+                lambda days: [charts.ComplianceDay(c.day, c.due, c.on_time) for c in days if c.day in period],
+                t(locale, "Comment compliance") + f": {where}")
+            compliance.set_result(days)
 
-            summarising = queries.create_task(summarised())
-        summary, split = summarising.result()
+        async def summarised() -> tuple[KpiSummary, NegativeSplit | None]:
+            days = await compliance
+            summary = await self._kpi.summary(
+                scope, period, compare=True, comment_days=[d for d in days if d.day in period],
+                previous_comment_days=[d for d in days if d.day in previous],
+            )
+            # an employee's negatives split by whose control their reasons were in
+            split = await self._kpi.negatives_by_control(scope, period, locale, summary) if staff_scope else None
+            return summary, split
+
+        queries: list[Awaitable[object]] = [
+            compliance_charted(),
+            charted("daily", self._kpi.daily(scope, period), charts.render_daily_ratings,
+                    lambda days: [charts.DailyCounts(d.day, d.good, d.neutral, d.bad) for d in days],
+                    t(locale, "Ratings by day") + f": {where}"),
+            charted("heatmap", self._kpi.negatives_by_weekday_hour(scope, period), charts.render_negatives_heatmap,
+                    lambda matrix: matrix, t(locale, "When negatives happen") + f": {where}"),
+            charted("reasons", self._kpi.reasons(scope, period, locale), charts.render_reasons_pareto,
+                    lambda reasons: [charts.ReasonCount(r.label, r.count, outside=not r.staff_related) for r in reasons],
+                    t(locale, "Reasons for dissatisfaction") + f": {where}"),
+        ]
+        if with_ranking and not staff_scope:  # drawn even when empty: its empty state says nobody was identified
+            queries.append(charted(
+                "ranking", self._kpi.staff_ranking(scope, period), charts.render_staff_ranking,
+                lambda ranking: [charts.StaffRow(r.name, r.good, r.neutral, r.bad) for r in ranking],
+                t(locale, "Employees by like-index") + f": {where}"))
+        if not staff_scope:  # offices, points, the company; empty state: nothing scored
+            # compliance is monthly: the title names the months the period touches
+            queries.append(charted(
+                "sales", self._kpi.sales_compliance(scope, period), charts.render_sales_compliance,
+                lambda sales: [charts.ComplianceRow(k.name, min(100.0, max(0.0, k.percent)), k.scored) for k in sales],
+                t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}"))
+        *_, (summary, split) = await self._kpi.together(*queries, summarised())
         queried = time.perf_counter()
         for name, render, data, title in later or ():
             album[name] = loop.run_in_executor(self._charts, render, data, title, labels)

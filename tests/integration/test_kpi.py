@@ -403,6 +403,20 @@ async def test_summary_from_the_daily_compliance_equals_its_own_query(org: Org, 
     assert (given.comments.due, given.comments.on_time, given.comments.median_minutes) == (4, 2, 20.0)
 
 
+async def test_both_periods_compliance_from_one_daily_query_equals_their_own_queries(org: Org, kpi: KpiService) -> None:
+    await commented_negatives(org)
+    following = Period(WEEK.end + timedelta(days=1), WEEK.end + timedelta(days=WEEK.days))  # its previous is WEEK
+    days = await kpi.compliance_daily(Scope.company(), Period(WEEK.start, following.end))  # what a report asks
+    given = await kpi.summary(
+        Scope.company(), following, compare=True, comment_days=[d for d in days if d.day in following],
+        previous_comment_days=[d for d in days if d.day in WEEK],
+    )
+    queried = await kpi.summary(Scope.company(), following, compare=True)
+    assert given.previous is not None and queried.previous is not None
+    assert (given.comments, given.previous.comments) == (queried.comments, queried.previous.comments)
+    assert (given.previous.comments.due, given.previous.comments.on_time) == (4, 2)
+
+
 async def test_compliance_per_day(org: Org, kpi: KpiService) -> None:
     await commented_negatives(org)
     days = await kpi.compliance_daily(Scope.company(), WEEK)
@@ -447,3 +461,29 @@ async def test_summary_takes_eight_queries(org: Org, kpi: KpiService, caplog: py
     await kpi.summary(Scope.company(), WEEK)
     selects = [r for r in caplog.records if r.name == "tortoise.db_client" and r.getMessage().lstrip().upper().startswith("SELECT")]
     assert len(selects) == 8  # the last two: sales-standard compliance, NPS
+
+
+async def test_queries_one_after_another_give_the_same_figures_as_at_once(org: Org, kpi: KpiService) -> None:
+    await commented_negatives(org)
+    sequential = KpiService(FakeClock(NOW), queries_at_once=False)  # what the app uses on SQLite
+    at_once = await kpi.summary(Scope.company(), WEEK, compare=True)
+    assert await sequential.summary(Scope.company(), WEEK, compare=True) == at_once
+    assert (at_once.comments.due, at_once.comments.on_time) == (4, 2)
+
+
+async def test_together_one_after_another_stops_at_a_failure_and_closes_the_rest() -> None:
+    sequential = KpiService(FakeClock(NOW), queries_at_once=False)
+    ran: list[int] = []
+
+    async def counted(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async def failing() -> int:
+        raise RuntimeError("the database went away")
+
+    assert await sequential.together(counted(1), counted(2)) == [1, 2]
+    never = counted(3)
+    with pytest.raises(RuntimeError):
+        await sequential.together(counted(4), failing(), never)
+    assert ran == [1, 2, 4] and never.cr_frame is None  # closed without running: no "never awaited" warning
