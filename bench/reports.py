@@ -1238,17 +1238,23 @@ async def measure(args: argparse.Namespace) -> None:
     print(render_report(args, kind, facts, results, cpu))
 
 
-def hand_statement(kind: str, scope: Any, period: Any, now: datetime) -> tuple[str, list[Any]]:
+def hand_values(kind: str, scope: Any, period: Any, now: datetime, *extra: Any) -> list[Any]:
+    """The hand-written statements' parameters: ``$1``–``$6`` (see ``hand_sql``), then ``extra``,
+    then the employee when the scope is one."""
     previous = period.previous()
     lo = datetime.combine(previous.start - timedelta(days=1), datetime.min.time(), UTC)
     hi = datetime.combine(period.end + timedelta(days=2), datetime.min.time(), UTC)
-    values: list[Any] = [period.start, previous.start, period.end, lo, hi, now]
+    values: list[Any] = [period.start, previous.start, period.end, lo, hi, now, *extra]
     if scope.staff_id is not None:
         values.append(scope.staff_id)
     if kind == "sqlite":  # the text Tortoise stores and compares on SQLite
         values = [v.isoformat() if isinstance(v, date) and not isinstance(v, datetime) else str(v) if isinstance(v, datetime) else v
                   for v in values]
-    return hand_sql(kind, scope.staff_id is not None), values
+    return values
+
+
+def hand_statement(kind: str, scope: Any, period: Any, now: datetime) -> tuple[str, list[Any]]:
+    return hand_sql(kind, scope.staff_id is not None), hand_values(kind, scope, period, now)
 
 
 def compare_hand(rows: list[dict[str, Any]], summary: Any) -> tuple[bool, str]:
@@ -1351,15 +1357,7 @@ FROM served_clients m WHERE m.day >= $1 AND m.day <= $3"""]
 
 
 def hand_report_statement(kind: str, scope: Any, period: Any, now: datetime) -> tuple[str, list[Any]]:
-    previous = period.previous()
-    lo = datetime.combine(previous.start - timedelta(days=1), datetime.min.time(), UTC)
-    hi = datetime.combine(period.end + timedelta(days=2), datetime.min.time(), UTC)
-    values: list[Any] = [period.start, previous.start, period.end, lo, hi, now, period.start.replace(day=1)]
-    if scope.staff_id is not None:
-        values.append(scope.staff_id)
-    if kind == "sqlite":
-        values = [v.isoformat() if isinstance(v, date) and not isinstance(v, datetime) else str(v) if isinstance(v, datetime) else v
-                  for v in values]
+    values = hand_values(kind, scope, period, now, period.start.replace(day=1))
     return hand_report_sql(kind, scope.staff_id is not None), values
 
 

@@ -6,9 +6,8 @@ Timestamps are stored in UTC. Ratings are the high-volume table; what a negative
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from datetime import date
+from enum import StrEnum
 
 from tortoise import fields
 from tortoise.models import Model

@@ -160,9 +160,12 @@ class ReportService:
             [] if scope.staff_id is not None or scope.point_id is not None else None
         )
 
+        def submit(name: str, render: Callable[..., bytes], data: object, title: str) -> None:
+            album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+
         def draw(name: str, render: Callable[..., bytes], data: object, title: str) -> None:
             if later is None:
-                album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+                submit(name, render, data, title)
             else:
                 later.append((name, render, data, title))
 
@@ -221,8 +224,8 @@ class ReportService:
                 t(locale, "Employees by sales-standard compliance") + f": {self.scope_label(scope, locale)} · {_months(period.start, period.end)}"))
         *_, (summary, split) = await self._kpi.together(*queries, summarised())
         queried = time.perf_counter()
-        for name, render, data, title in later or ():
-            album[name] = loop.run_in_executor(self._charts, render, data, title, labels)
+        for chart in later or ():
+            submit(*chart)
         order = ("daily", "ranking", "heatmap", "compliance", "reasons", "sales")
         pngs = list(await asyncio.gather(*(album[name] for name in order if name in album)))
         rendered = time.perf_counter()

@@ -29,7 +29,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -122,7 +121,6 @@ class Transcriber(Protocol):
 _ModelKey: TypeAlias = tuple[str, str, int]  # (directory, compute type, cpu threads)
 _models: dict[_ModelKey, WhisperModel] = {}
 _loads: Counter[_ModelKey] = Counter()
-_models_lock = threading.Lock()
 
 
 def model_loads(path: str | None = None) -> int:
@@ -131,20 +129,20 @@ def model_loads(path: str | None = None) -> int:
 
 
 def _shared_model(path: str, compute_type: str, cpu_threads: int) -> WhisperModel:
+    """The worker's model, loaded on first use (the worker runs one job at a time: no lock)."""
     key = (path, compute_type, cpu_threads)
-    with _models_lock:
-        model = _models.get(key)
-        if model is None:
-            from faster_whisper import WhisperModel
+    model = _models.get(key)
+    if model is None:
+        from faster_whisper import WhisperModel
 
-            started = time.monotonic()
-            model = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1)
-            _models[key] = model
-            _loads[key] += 1
-            log.info(
-                "whisper model %s (%s, %d threads) loaded in %.1f s", path, compute_type, cpu_threads, time.monotonic() - started
-            )
-        return model
+        started = time.monotonic()
+        model = WhisperModel(path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1)
+        _models[key] = model
+        _loads[key] += 1
+        log.info(
+            "whisper model %s (%s, %d threads) loaded in %.1f s", path, compute_type, cpu_threads, time.monotonic() - started
+        )
+    return model
 
 
 @dataclass(frozen=True)
